@@ -1,0 +1,97 @@
+/* config.h -- YAML configuration of the hub and the node, loaded with libyaml
+ * into typed structs and validated against a table-driven schema.
+ *
+ * Every problem is reported as one line "FILE:LINE: KEY.PATH: what is wrong"
+ * (e.g. "node.yaml:7: hub.endpoint: expected tcp://host:port"). Unknown keys,
+ * missing required keys, wrong types and out-of-range numbers are errors.
+ * The loader collects *all* problems (so --check-config can print every one);
+ * the return value says whether there was at least one.
+ */
+#ifndef TB_CONFIG_H
+#define TB_CONFIG_H
+
+#include <stddef.h>
+#include <tongban/tongban.h>
+
+#define TB_ID_MAX 64           /* node ids, topic names */
+#define TB_PATH_MAX 1024
+
+/* A list of problems found while loading (each a complete line, no '\n'). */
+typedef struct {
+    char **lines;
+    size_t count;
+} tb_config_errors_t;
+void tb_config_errors_free(tb_config_errors_t *errs);
+
+/* ---- shared sections ---- */
+typedef struct {
+    char level[16];            /* debug|info|warn|error      default info   */
+    char format[16];           /* logfmt|json                default logfmt */
+} tb_log_config_t;
+
+/* ---- tongban-hub ---- */
+typedef struct {
+    char id[TB_ID_MAX + 1];               /* node id == certificate CN       (required) */
+    char curve_public[41];                /* Z85 CURVE public key, 40 chars  (required) */
+    char certificate[TB_PATH_MAX];        /* path to the node's X.509 PEM    (required) */
+} tb_hub_node_config_t;
+
+typedef struct {
+    char id[TB_ID_MAX + 1];               /* hub.id              default "hub"                 */
+    char listen[256];                     /* hub.listen          tcp://host:port (required)   */
+    char curve_secret[TB_PATH_MAX];       /* hub.curve_secret    path, Z85 file (required)    */
+    char ca_certificate[TB_PATH_MAX];     /* hub.ca_certificate  path (required)              */
+    char data_dir[TB_PATH_MAX];           /* hub.data_dir        path (required)              */
+    long max_message_bytes;               /* limits.max_message_bytes 1024..1<<30, default 16 MiB */
+    long heartbeat_ms;                    /* limits.heartbeat_ms 100..600000, default 1000    */
+    long heartbeat_timeout_ms;            /* limits.heartbeat_timeout_ms 300..3600000, default 5000 */
+    long deliver_window;                  /* limits.deliver_window 1..1024, default 16         */
+    long redeliver_ms;                    /* limits.redeliver_ms 100..3600000, default 5000    */
+    tb_log_config_t log;
+    tb_hub_node_config_t *nodes;          /* nodes: list (required, >= 1 entry); ids unique */
+    size_t node_count;
+} tb_hub_config_t;
+
+/* ---- tongban-node ---- */
+typedef struct {
+    char catalog[TB_ID_MAX + 1];          /* catalog name or "*" (required)                  */
+    char (*to)[TB_ID_MAX + 1];            /* destinations: node ids or "topic:<name>" (>= 1) */
+    size_t to_count;
+} tb_route_config_t;
+
+typedef struct {
+    char id[TB_ID_MAX + 1];               /* node.id   [A-Za-z0-9_.-]{1,64} (required)       */
+    char signing_key[TB_PATH_MAX];        /* keys.signing_key   path (required)              */
+    char certificate[TB_PATH_MAX];        /* keys.certificate   path (required)              */
+    char ca_certificate[TB_PATH_MAX];     /* keys.ca_certificate path (required)             */
+    char curve_secret[TB_PATH_MAX];       /* keys.curve_secret  path (required)              */
+    char curve_public[TB_PATH_MAX];       /* keys.curve_public  path (required)              */
+    char hub_endpoint[256];               /* hub.endpoint  tcp://host:port (required)        */
+    char hub_curve_public[41];            /* hub.curve_public  Z85, 40 chars (required)      */
+    char pg_conninfo[1024];               /* postgresql.conninfo libpq string (required)     */
+    long batch_max_entries;               /* batch.max_entries 1..100000, default 1000       */
+    long batch_max_delay_ms;              /* batch.max_delay_ms 0..60000, default 20         */
+    long batch_window;                    /* batch.window 1..1024, default 8                 */
+    long poll_ms;                         /* batch.poll_ms 10..600000, default 1000          */
+    long resend_ms;                       /* batch.resend_ms 100..3600000, default 5000      */
+    tb_log_config_t log;
+    tb_route_config_t *routes;            /* routes: list (may be empty)                     */
+    size_t route_count;
+} tb_node_config_t;
+
+/* Load and validate. On TB_ERR_CONFIG (or TB_ERR_IO for an unreadable file)
+ * errs holds every problem; the struct is then partially filled and must
+ * still be released with the matching _free. Relative paths in the file are
+ * resolved against the directory of the file. */
+tb_err_t tb_hub_config_load(const char *path, tb_hub_config_t *out, tb_config_errors_t *errs);
+void tb_hub_config_free(tb_hub_config_t *cfg);
+
+tb_err_t tb_node_config_load(const char *path, tb_node_config_t *out, tb_config_errors_t *errs);
+void tb_node_config_free(tb_node_config_t *cfg);
+
+/* Validators shared with other modules. Return 1 if valid, 0 if not. */
+int tb_config_valid_id(const char *s);          /* [A-Za-z0-9_.-]{1,64}            */
+int tb_config_valid_dest(const char *s);        /* node id or topic:<id>           */
+int tb_config_valid_endpoint(const char *s);    /* tcp://host:port, port 1..65535  */
+
+#endif
