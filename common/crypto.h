@@ -67,4 +67,10 @@ tb_err_t tb_cert_matches_signer(const tb_cert_t *cert, const tb_signer_t *signer
 tb_err_t tb_cert_verify(const tb_cert_t *self, const uint8_t *data, size_t len,
                         const uint8_t *sig, size_t siglen, char *err, size_t errlen);
 
+/* ---- for pki.c only: the underlying OpenSSL objects (borrowed, not owned) ---- */
+struct evp_pkey_st;
+struct x509_st;
+struct evp_pkey_st *tb_signer_pkey(const tb_signer_t *self);
+struct x509_st *tb_cert_x509(const tb_cert_t *self);
+
 #endif

@@ -1,0 +1,667 @@
+/* node.c -- tongban-node: outbox -> signed batches -> hub, and hub -> verified
+ * batches -> one PostgreSQL transaction each. Nothing is dropped from the
+ * local database before the hub has acked it. */
+#include "node.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "pki.h"
+#include "store.h"
+#include "wire.h"
+
+#define CONNECT_TIMEOUT_MS 15000   /* first Welcome must come within this */
+#define HELLO_EVERY_MS 1000
+#define HEARTBEAT_MS 1000
+#define HUB_SILENT_MS 5000         /* no frame for this long: hub considered lost */
+#define PG_RETRY_MS 1000
+#define STATS_EVERY_MS 30000
+
+typedef struct {
+    uint64_t seq;
+    char dest[TB_ID_MAX + 8];
+    uint8_t *bytes;               /* serialised SignedBatch as stored */
+    size_t len;
+    size_t entries;
+    uint64_t sent_ms;             /* 0 = to be sent */
+} pend_t;
+
+typedef struct {
+    char id[TB_ID_MAX + 1];
+    tb_cert_t *cert;
+    int revoked;
+} dir_t;
+
+struct node {
+    const tb_node_config_t *cfg;
+    tb_signer_t *signer;
+    tb_cert_t *cert, *ca;
+    void *ctx, *dealer;
+    tb_store_t *store;
+    uint64_t pg_retry_ms;
+    dir_t *dir;
+    size_t ndir;
+    int welcomed, ever_welcomed;
+    uint64_t started_ms, last_hello_ms, last_heard_ms, last_hb_ms, last_poll_ms, last_stats_ms;
+    pend_t *pend;
+    size_t npend, cap;
+    int outbox_dirty;
+    uint64_t batch_deadline;      /* 0 = none */
+    node_stats_t stats;
+};
+
+static const char *comp = "node";
+
+/* ---- setup ---- */
+
+static tb_err_t open_store(node_t *self, char *err, size_t errlen)
+{
+    tb_err_t rc = tb_store_open(self->cfg->pg_conninfo, self->cfg->id, &self->store, err, errlen);
+    if (rc != TB_OK) return rc;
+    rc = tb_store_set_routes(self->store, self->cfg->routes, self->cfg->route_count, err, errlen);
+    if (rc != TB_OK) tb_store_destroy(&self->store);
+    return rc;
+}
+
+static void pend_clear(node_t *self)
+{
+    for (size_t i = 0; i < self->npend; i++) free(self->pend[i].bytes);
+    self->npend = 0;
+}
+
+static int pend_add(node_t *self, uint64_t seq, const char *dest, uint8_t *bytes, size_t len,
+                    size_t entries)
+{
+    if (self->npend == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 16;
+        pend_t *p = realloc(self->pend, cap * sizeof *p);
+        if (!p) return -1;
+        self->pend = p;
+        self->cap = cap;
+    }
+    pend_t *p = &self->pend[self->npend++];
+    memset(p, 0, sizeof *p);
+    p->seq = seq;
+    snprintf(p->dest, sizeof p->dest, "%s", dest);
+    p->bytes = bytes;
+    p->len = len;
+    p->entries = entries;
+    return 0;
+}
+
+/* Loads the signed batches still awaiting an ack (from an earlier run). */
+static tb_err_t load_unacked(node_t *self, char *err, size_t errlen)
+{
+    tb_sent_t *v = NULL;
+    size_t n = 0;
+    tb_err_t rc = tb_store_unacked(self->store, &v, &n, err, errlen);
+    if (rc != TB_OK) return rc;
+    pend_clear(self);
+    for (size_t i = 0; i < n; i++) {
+        if (pend_add(self, v[i].seq, v[i].dest, v[i].bytes, v[i].len, 0) != 0) {
+            tb_store_free_sent(v, n);
+            return TB_ERR_NOMEM;
+        }
+        v[i].bytes = NULL;   /* ownership moved */
+    }
+    tb_store_free_sent(v, n);
+    if (n) tb_log(TB_LOG_INFO, comp, "unacked_loaded", "node=%s batches=%zu", self->cfg->id, n);
+    return TB_OK;
+}
+
+tb_err_t node_new(const tb_node_config_t *cfg, node_t **out, char *err, size_t errlen)
+{
+    tb_err_t rc;
+    char secret[41], public[41];
+    node_t *self = calloc(1, sizeof *self);
+    if (!self) return TB_ERR_NOMEM;
+    self->cfg = cfg;
+
+    if ((rc = tb_signer_load(cfg->signing_key, &self->signer, err, errlen)) != TB_OK) goto fail;
+    if ((rc = tb_cert_load_file(cfg->certificate, &self->cert, err, errlen)) != TB_OK) goto fail;
+    if ((rc = tb_cert_load_file(cfg->ca_certificate, &self->ca, err, errlen)) != TB_OK) goto fail;
+    char e2[TB_ERRLEN];
+    if (tb_cert_verify_issued_by(self->cert, self->ca, e2, sizeof e2) != TB_OK) {
+        snprintf(err, errlen, "%s: not issued by the CA in %s: %s", cfg->certificate,
+                 cfg->ca_certificate, e2);
+        rc = TB_ERR_CERT;
+        goto fail;
+    }
+    if (tb_cert_matches_signer(self->cert, self->signer, e2, sizeof e2) != TB_OK) {
+        snprintf(err, errlen, "%s does not belong to the key %s: %s", cfg->certificate,
+                 cfg->signing_key, e2);
+        rc = TB_ERR_CERT;
+        goto fail;
+    }
+    if (strcmp(tb_cert_node_id(self->cert), cfg->id) != 0) {
+        snprintf(err, errlen, "%s is for node \"%s\" but node.id is \"%s\"", cfg->certificate,
+                 tb_cert_node_id(self->cert), cfg->id);
+        rc = TB_ERR_CERT;
+        goto fail;
+    }
+    if ((rc = tb_pki_read_z85(cfg->curve_secret, 1, secret, err, errlen)) != TB_OK) goto fail;
+    if ((rc = tb_pki_read_z85(cfg->curve_public, 0, public, err, errlen)) != TB_OK) goto fail;
+    if ((rc = open_store(self, err, errlen)) != TB_OK) goto fail;
+    if ((rc = load_unacked(self, err, errlen)) != TB_OK) goto fail;
+
+    rc = TB_ERR_IO;
+    self->ctx = zmq_ctx_new();
+    self->dealer = self->ctx ? zmq_socket(self->ctx, ZMQ_DEALER) : NULL;
+    if (!self->dealer) {
+        snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    int zero = 0, hb = HEARTBEAT_MS, hbto = HUB_SILENT_MS, ivl = 100, ivlmax = 2000;
+    int64_t maxmsg = 1 << 30;
+    zmq_setsockopt(self->dealer, ZMQ_CURVE_SERVERKEY, cfg->hub_curve_public, 40);
+    zmq_setsockopt(self->dealer, ZMQ_CURVE_SECRETKEY, secret, 40);
+    zmq_setsockopt(self->dealer, ZMQ_CURVE_PUBLICKEY, public, 40);
+    zmq_setsockopt(self->dealer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->dealer, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(self->dealer, ZMQ_HEARTBEAT_TIMEOUT, &hbto, sizeof hbto);
+    zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL_MAX, &ivlmax, sizeof ivlmax);
+    zmq_setsockopt(self->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(self->dealer, cfg->hub_endpoint) != 0) {
+        snprintf(err, errlen, "cannot connect to hub %s: %s", cfg->hub_endpoint, zmq_strerror(errno));
+        goto fail;
+    }
+    memset(secret, 0, sizeof secret);
+    *out = self;
+    return TB_OK;
+fail:
+    memset(secret, 0, sizeof secret);
+    node_destroy(&self);
+    return rc;
+}
+
+static void dir_clear(node_t *self)
+{
+    for (size_t i = 0; i < self->ndir; i++) tb_cert_destroy(&self->dir[i].cert);
+    free(self->dir);
+    self->dir = NULL;
+    self->ndir = 0;
+}
+
+void node_destroy(node_t **selfp)
+{
+    node_t *self = selfp ? *selfp : NULL;
+    if (!self) return;
+    if (self->dealer) zmq_close(self->dealer);
+    if (self->ctx) zmq_ctx_term(self->ctx);
+    tb_store_destroy(&self->store);
+    pend_clear(self);
+    free(self->pend);
+    dir_clear(self);
+    tb_signer_destroy(&self->signer);
+    tb_cert_destroy(&self->cert);
+    tb_cert_destroy(&self->ca);
+    free(self);
+    *selfp = NULL;
+}
+
+void node_get_stats(const node_t *self, node_stats_t *out)
+{
+    *out = self->stats;
+}
+
+/* ---- PostgreSQL trouble ---- */
+
+static void store_lost(node_t *self, const char *what, const char *err)
+{
+    char q[TB_ERRLEN + 8];
+    self->stats.pg_errors++;
+    tb_log(TB_LOG_ERROR, comp, "postgresql_error", "node=%s during=%s error=%s", self->cfg->id, what,
+           tb_log_quote(err, q, sizeof q));
+    tb_store_destroy(&self->store);
+    self->pg_retry_ms = tb_now_ms() + PG_RETRY_MS;
+}
+
+static void store_reconnect(node_t *self, uint64_t now)
+{
+    if (self->store || now < self->pg_retry_ms) return;
+    char err[TB_ERRLEN], q[TB_ERRLEN + 8];
+    if (open_store(self, err, sizeof err) != TB_OK || load_unacked(self, err, sizeof err) != TB_OK) {
+        tb_store_destroy(&self->store);
+        tb_log(TB_LOG_WARN, comp, "postgresql_unavailable", "node=%s error=%s", self->cfg->id,
+               tb_log_quote(err, q, sizeof q));
+        self->pg_retry_ms = now + PG_RETRY_MS;
+        return;
+    }
+    tb_log(TB_LOG_INFO, comp, "postgresql_reconnected", "node=%s unacked=%zu", self->cfg->id,
+           self->npend);
+    self->outbox_dirty = 1;
+}
+
+/* ---- sending ---- */
+
+static void send_frame(node_t *self, const Tongban__Frame *f)
+{
+    tb_frame_send(self->dealer, NULL, 0, f, ZMQ_DONTWAIT);
+}
+
+static void send_hello(node_t *self, uint64_t now)
+{
+    Tongban__Hello h = TONGBAN__HELLO__INIT;
+    h.node_id = (char *)self->cfg->id;
+    h.protocol = TB_PROTOCOL_VERSION;
+    h.software = "tongban-node/" TB_VERSION_STRING;
+    Tongban__Frame f = TONGBAN__FRAME__INIT;
+    f.kind_case = TONGBAN__FRAME__KIND_HELLO;
+    f.hello = &h;
+    send_frame(self, &f);
+    self->last_hello_ms = now;
+}
+
+/* Sends pending batches that were never sent or whose ack is overdue. */
+static void pump(node_t *self, uint64_t now)
+{
+    if (!self->welcomed) return;
+    for (size_t i = 0; i < self->npend; i++) {
+        pend_t *p = &self->pend[i];
+        if (p->sent_ms && now - p->sent_ms < (uint64_t)self->cfg->resend_ms) continue;
+        uint8_t *buf;
+        size_t len;
+        if (tb_frame_wrap(TONGBAN__FRAME__KIND_BATCH, p->bytes, p->len, &buf, &len) != TB_OK) return;
+        int rc = zmq_send(self->dealer, buf, len, ZMQ_DONTWAIT);
+        free(buf);
+        if (rc < 0) return;      /* not connected / HWM: try again later */
+        if (p->sent_ms)
+            tb_log(TB_LOG_INFO, comp, "batch_resent", "node=%s seq=%llu dest=%s", self->cfg->id,
+                   (unsigned long long)p->seq, p->dest);
+        p->sent_ms = now ? now : 1;
+    }
+}
+
+/* Turns up to max outbox rows for dest into one signed, persisted batch.
+ * Returns the number of rows taken (0: nothing to do), -1 on error. */
+static long cut_batch(node_t *self, const char *dest)
+{
+    char err[TB_ERRLEN];
+    uint64_t seq = 0;
+    tb_outrow_t *rows = NULL;
+    size_t n = 0, i;
+    long taken = -1;
+    size_t max = (size_t)self->cfg->batch_max_entries;
+    tb_err_t rc = tb_store_batch_begin(self->store, dest, max, &seq, &rows, &n, err, sizeof err);
+    if (rc != TB_OK) {
+        store_lost(self, "batch_begin", err);
+        return -1;
+    }
+    if (n == 0) return 0;
+
+    Tongban__Entry *ents = calloc(n, sizeof *ents);
+    Tongban__Entry **eptrs = calloc(n, sizeof *eptrs);
+    uint8_t (*ids)[16] = calloc(n, 16);
+    uint8_t **payloads = calloc(n, sizeof *payloads);
+    uint8_t *signed_bytes = NULL;
+    size_t signed_len = 0;
+    if (!ents || !eptrs || !ids || !payloads || RAND_bytes((uint8_t *)ids, (int)(n * 16)) != 1) {
+        tb_store_batch_abort(self->store);
+        goto done;
+    }
+    uint64_t hlc = 0;
+    for (i = 0; i < n; i++) {
+        const tb_outrow_t *r = &rows[i];
+        tongban__entry__init(&ents[i]);
+        ents[i].id.data = ids[i];
+        ents[i].id.len = 16;
+        size_t plen;
+        if (r->op == 'D') {
+            Tongban__RecordDelete d = TONGBAN__RECORD_DELETE__INIT;
+            d.catalog = r->catalog;
+            d.key = r->key;
+            d.version = (uint64_t)r->version;
+            d.origin = r->origin;
+            d.hlc = r->hlc;
+            ents[i].type = TONGBAN__ENTRY_TYPE__RECORD_DELETE;
+            plen = tongban__record_delete__get_packed_size(&d);
+            payloads[i] = malloc(plen ? plen : 1);
+            if (payloads[i]) tongban__record_delete__pack(&d, payloads[i]);
+        } else {
+            Tongban__RecordUpsert u = TONGBAN__RECORD_UPSERT__INIT;
+            u.catalog = r->catalog;
+            u.key = r->key;
+            u.version = (uint64_t)r->version;
+            u.body = r->body ? r->body : "null";
+            u.origin = r->origin;
+            u.hlc = r->hlc;
+            ents[i].type = TONGBAN__ENTRY_TYPE__RECORD_UPSERT;
+            plen = tongban__record_upsert__get_packed_size(&u);
+            payloads[i] = malloc(plen ? plen : 1);
+            if (payloads[i]) tongban__record_upsert__pack(&u, payloads[i]);
+        }
+        if (!payloads[i]) {
+            tb_store_batch_abort(self->store);
+            goto done;
+        }
+        ents[i].payload.data = payloads[i];
+        ents[i].payload.len = plen;
+        eptrs[i] = &ents[i];
+        if (r->hlc > hlc) hlc = r->hlc;
+    }
+    Tongban__Batch b = TONGBAN__BATCH__INIT;
+    b.sender = (char *)self->cfg->id;
+    b.seq = seq;
+    b.dest = (char *)dest;
+    b.hlc = hlc;
+    b.n_entries = n;
+    b.entries = eptrs;
+    rc = tb_batch_sign(&b, self->signer, self->cert, &signed_bytes, &signed_len, err, sizeof err);
+    if (rc != TB_OK) {
+        tb_store_batch_abort(self->store);
+        tb_log(TB_LOG_ERROR, comp, "sign_failed", "node=%s seq=%llu error=\"%s\"", self->cfg->id,
+               (unsigned long long)seq, err);
+        goto done;
+    }
+    rc = tb_store_batch_commit(self->store, seq, dest, rows, n, signed_bytes, signed_len, err,
+                               sizeof err);
+    if (rc != TB_OK) {
+        store_lost(self, "batch_commit", err);
+        goto done;
+    }
+    if (pend_add(self, seq, dest, signed_bytes, signed_len, n) != 0) goto done;
+    signed_bytes = NULL;
+    self->stats.batches_sent++;
+    self->stats.records_sent += n;
+    tb_log(TB_LOG_DEBUG, comp, "batch_cut", "node=%s seq=%llu dest=%s entries=%zu", self->cfg->id,
+           (unsigned long long)seq, dest, n);
+    taken = (long)n;
+done:
+    if (payloads)
+        for (i = 0; i < n; i++) free(payloads[i]);
+    free(payloads);
+    free(ids);
+    free(eptrs);
+    free(ents);
+    free(signed_bytes);
+    tb_store_free_outrows(rows, n);
+    return taken;
+}
+
+/* Cuts batches from the outbox while the window has room. */
+static void cut_batches(node_t *self, uint64_t now)
+{
+    if (!self->store || !self->welcomed) return;
+    char err[TB_ERRLEN];
+    char **dests = NULL;
+    size_t nd = 0;
+    if (tb_store_outbox_dests(self->store, &dests, &nd, err, sizeof err) != TB_OK) {
+        store_lost(self, "outbox_dests", err);
+        return;
+    }
+    int more = 0;
+    for (size_t d = 0; d < nd && self->store; d++) {
+        while (self->npend < (size_t)self->cfg->batch_window) {
+            long got = cut_batch(self, dests[d]);
+            if (got <= 0) break;
+            if (got < self->cfg->batch_max_entries) break;
+        }
+        if (self->npend >= (size_t)self->cfg->batch_window) more = 1;
+    }
+    tb_store_free_strings(dests, nd);
+    self->outbox_dirty = more;
+    self->batch_deadline = 0;
+    pump(self, now);
+}
+
+/* ---- receiving ---- */
+
+static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
+{
+    dir_clear(self);
+    const Tongban__DirectoryUpdate *d = w->directory;
+    size_t n = d ? d->n_nodes : 0;
+    self->dir = calloc(n ? n : 1, sizeof *self->dir);
+    if (!self->dir) return;
+    for (size_t i = 0; i < n; i++) {
+        const Tongban__DirectoryEntry *e = d->nodes[i];
+        char err[TB_ERRLEN], q[TB_ERRLEN + 8];
+        tb_cert_t *c = NULL;
+        if (!e->node_id || !tb_config_valid_id(e->node_id)) continue;
+        if (tb_cert_load_pem(e->certificate_pem.data, e->certificate_pem.len, &c, err, sizeof err) != TB_OK ||
+            tb_cert_verify_issued_by(c, self->ca, err, sizeof err) != TB_OK ||
+            strcmp(tb_cert_node_id(c), e->node_id) != 0) {
+            if (c && strcmp(tb_cert_node_id(c), e->node_id) != 0)
+                snprintf(err, sizeof err, "certificate names \"%s\"", tb_cert_node_id(c));
+            tb_log(TB_LOG_WARN, comp, "directory_entry_rejected", "node=%s peer=%s error=%s",
+                   self->cfg->id, e->node_id, tb_log_quote(err, q, sizeof q));
+            tb_cert_destroy(&c);
+            continue;
+        }
+        dir_t *de = &self->dir[self->ndir++];
+        snprintf(de->id, sizeof de->id, "%s", e->node_id);
+        de->cert = c;
+        de->revoked = e->revoked;
+    }
+    if (!self->welcomed)
+        tb_log(TB_LOG_INFO, comp, "hub_connected", "node=%s hub=%s endpoint=%s directory=%zu unacked=%zu",
+               self->cfg->id, w->hub_id ? w->hub_id : "", self->cfg->hub_endpoint, self->ndir,
+               self->npend);
+    self->welcomed = self->ever_welcomed = 1;
+    for (size_t i = 0; i < self->npend; i++) self->pend[i].sent_ms = 0;
+    self->outbox_dirty = 1;
+    pump(self, now);
+}
+
+static void on_ack(node_t *self, uint64_t seq)
+{
+    for (size_t i = 0; i < self->npend; i++) {
+        if (self->pend[i].seq != seq) continue;
+        char err[TB_ERRLEN];
+        if (self->store && tb_store_ack(self->store, seq, err, sizeof err) != TB_OK) {
+            store_lost(self, "ack", err);
+            return;   /* kept: resent later, deduplicated downstream */
+        }
+        if (!self->store) return;
+        free(self->pend[i].bytes);
+        memmove(&self->pend[i], &self->pend[i + 1], (self->npend - i - 1) * sizeof *self->pend);
+        self->npend--;
+        self->stats.acks++;
+        self->outbox_dirty = 1;
+        return;
+    }
+}
+
+static void on_nack(node_t *self, const Tongban__Nack *k, uint64_t now)
+{
+    char q[600];
+    self->stats.nacks++;
+    tb_log(TB_LOG_ERROR, comp, "batch_refused", "node=%s seq=%llu reason=%s detail=%s", self->cfg->id,
+           (unsigned long long)k->seq, tb_nack_reason_name(k->reason),
+           tb_log_quote(k->detail ? k->detail : "", q, sizeof q));
+    /* Kept and retried after resend_ms: the operator may fix the cause
+     * (registry, ACL) without anything being lost. */
+    for (size_t i = 0; i < self->npend; i++)
+        if (self->pend[i].seq == k->seq) self->pend[i].sent_ms = now;
+}
+
+static const dir_t *dir_by_key_id(const node_t *self, const char *key_id)
+{
+    for (size_t i = 0; i < self->ndir; i++)
+        if (strcmp(tb_cert_key_id(self->dir[i].cert), key_id) == 0) return &self->dir[i];
+    return NULL;
+}
+
+static void on_deliver(node_t *self, const Tongban__Deliver *dv)
+{
+    char err[TB_ERRLEN], q[TB_ERRLEN + 8];
+    const Tongban__SignedBatch *sb = dv->batch;
+    Tongban__Batch *b = NULL;
+    if (!self->store) return;             /* not acked: the hub redelivers */
+    const dir_t *sender = sb && sb->signer_key_id ? dir_by_key_id(self, sb->signer_key_id) : NULL;
+    const char *why = NULL;
+    if (!sb) why = "no batch";
+    else if (!sender) why = "signer not in the directory";
+    else if (sender->revoked) why = "signer revoked";
+    else if (tb_batch_verify(sb, sender->cert, &b, err, sizeof err) != TB_OK) why = err;
+    else if (!b->dest || strcmp(b->dest, self->cfg->id) != 0) why = "batch is addressed to another node";
+    if (why) {
+        self->stats.rejected_in++;
+        tb_log(TB_LOG_ERROR, comp, "delivery_rejected", "node=%s hub_seq=%llu sender=%s error=%s",
+               self->cfg->id, (unsigned long long)dv->hub_seq, sender ? sender->id : "?",
+               tb_log_quote(why, q, sizeof q));
+        goto done;
+    }
+    int applied = 0;
+    tb_err_t rc = tb_store_apply(self->store, b, &applied, err, sizeof err);
+    if (rc == TB_ERR_UNAVAILABLE) {
+        store_lost(self, "apply", err);
+        goto done;
+    }
+    if (rc != TB_OK) {
+        self->stats.rejected_in++;
+        self->stats.pg_errors++;
+        tb_log(TB_LOG_ERROR, comp, "apply_failed", "node=%s sender=%s seq=%llu error=%s", self->cfg->id,
+               b->sender, (unsigned long long)b->seq, tb_log_quote(err, q, sizeof q));
+        goto done;
+    }
+    if (applied) {
+        self->stats.batches_applied++;
+        self->stats.records_applied += b->n_entries;
+    } else {
+        self->stats.duplicates++;
+        tb_log(TB_LOG_INFO, comp, "duplicate_skipped", "node=%s sender=%s seq=%llu", self->cfg->id,
+               b->sender, (unsigned long long)b->seq);
+    }
+    Tongban__DeliverAck da = TONGBAN__DELIVER_ACK__INIT;
+    da.hub_seq = dv->hub_seq;
+    Tongban__Frame f = TONGBAN__FRAME__INIT;
+    f.kind_case = TONGBAN__FRAME__KIND_DELIVER_ACK;
+    f.deliver_ack = &da;
+    send_frame(self, &f);
+done:
+    if (b) tongban__batch__free_unpacked(b, NULL);
+}
+
+static void on_dealer(node_t *self, uint64_t now)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, self->dealer, ZMQ_DONTWAIT) < 0) goto done;
+    self->last_heard_ms = now;
+    Tongban__Frame *f = tongban__frame__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+    if (!f) {
+        tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=malformed bytes=%zu", self->cfg->id,
+               zmq_msg_size(&m));
+        goto done;
+    }
+    switch (f->kind_case) {
+    case TONGBAN__FRAME__KIND_WELCOME: on_welcome(self, f->welcome, now); break;
+    case TONGBAN__FRAME__KIND_ACK: on_ack(self, f->ack->seq); break;
+    case TONGBAN__FRAME__KIND_NACK: on_nack(self, f->nack, now); break;
+    case TONGBAN__FRAME__KIND_DELIVER: on_deliver(self, f->deliver); break;
+    case TONGBAN__FRAME__KIND_HEARTBEAT: break;
+    default:
+        tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=unexpected kind=%d", self->cfg->id,
+               (int)f->kind_case);
+        break;
+    }
+    tongban__frame__free_unpacked(f, NULL);
+done:
+    zmq_msg_close(&m);
+}
+
+static void on_timer(node_t *self, uint64_t now)
+{
+    store_reconnect(self, now);
+    if (!self->welcomed) {
+        if (now - self->last_hello_ms >= HELLO_EVERY_MS) send_hello(self, now);
+    } else {
+        if (now - self->last_heard_ms > HUB_SILENT_MS) {
+            tb_log(TB_LOG_WARN, comp, "hub_lost", "node=%s endpoint=%s silent_ms=%llu unacked=%zu",
+                   self->cfg->id, self->cfg->hub_endpoint,
+                   (unsigned long long)(now - self->last_heard_ms), self->npend);
+            self->welcomed = 0;
+            send_hello(self, now);
+        } else if (now - self->last_hb_ms >= HEARTBEAT_MS) {
+            Tongban__Heartbeat hb = TONGBAN__HEARTBEAT__INIT;
+            hb.time_ms = now;
+            Tongban__Frame f = TONGBAN__FRAME__INIT;
+            f.kind_case = TONGBAN__FRAME__KIND_HEARTBEAT;
+            f.heartbeat = &hb;
+            send_frame(self, &f);
+            self->last_hb_ms = now;
+        }
+    }
+    if (now - self->last_poll_ms >= (uint64_t)self->cfg->poll_ms) {
+        self->last_poll_ms = now;
+        self->outbox_dirty = 1;          /* catch anything a lost NOTIFY missed */
+    }
+    pump(self, now);
+    if (now - self->last_stats_ms >= STATS_EVERY_MS) {
+        self->last_stats_ms = now;
+        const node_stats_t *s = &self->stats;
+        tb_log(TB_LOG_INFO, comp, "stats",
+               "node=%s batches_sent=%lu records_sent=%lu acks=%lu nacks=%lu batches_applied=%lu "
+               "records_applied=%lu duplicates=%lu rejected_in=%lu pg_errors=%lu unacked=%zu",
+               self->cfg->id, s->batches_sent, s->records_sent, s->acks, s->nacks, s->batches_applied,
+               s->records_applied, s->duplicates, s->rejected_in, s->pg_errors, self->npend);
+    }
+}
+
+tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
+{
+    uint64_t now = tb_now_ms();
+    self->started_ms = self->last_stats_ms = now;
+    tb_log(TB_LOG_INFO, comp, "started", "node=%s hub=%s alg=%s version=%s", self->cfg->id,
+           self->cfg->hub_endpoint, tb_alg_name(tb_signer_alg(self->signer)), TB_VERSION_STRING);
+    send_hello(self, now);
+    self->outbox_dirty = 1;
+    while (!*stop) {
+        zmq_pollitem_t items[2] = { { self->dealer, 0, ZMQ_POLLIN, 0 }, { NULL, -1, ZMQ_POLLIN, 0 } };
+        int nitems = 1;
+        if (self->store) {
+            items[1].fd = tb_store_socket(self->store);
+            nitems = 2;
+        }
+        long timeout = 50;
+        if (self->batch_deadline) {
+            long left = (long)(self->batch_deadline - (now < self->batch_deadline ? now : self->batch_deadline));
+            if (left < timeout) timeout = left;
+        }
+        if (self->welcomed && self->outbox_dirty && !self->batch_deadline &&
+            self->npend < (size_t)self->cfg->batch_window)
+            timeout = 0;
+        int n = zmq_poll(items, nitems, timeout);
+        if (n < 0 && errno != EINTR) {
+            tb_log(TB_LOG_ERROR, comp, "poll_failed", "error=\"%s\"", zmq_strerror(errno));
+            return TB_ERR_IO;
+        }
+        now = tb_now_ms();
+        if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            for (int i = 0; i < 512; i++) {
+                int ev = 0;
+                size_t evlen = sizeof ev;
+                if (zmq_getsockopt(self->dealer, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN)) break;
+                on_dealer(self, now);
+            }
+        }
+        if (n > 0 && nitems == 2 && (items[1].revents & ZMQ_POLLIN) && self->store) {
+            int got = tb_store_drain_notifies(self->store);
+            if (got < 0) store_lost(self, "listen", "connection to PostgreSQL lost");
+            else if (got > 0 && !self->batch_deadline) {
+                self->outbox_dirty = 1;
+                self->batch_deadline = now + (uint64_t)self->cfg->batch_max_delay_ms;
+            }
+        }
+        on_timer(self, now);
+        if (!self->ever_welcomed && now - self->started_ms > CONNECT_TIMEOUT_MS) {
+            tb_log(TB_LOG_ERROR, comp, "hub_unreachable",
+                   "node=%s endpoint=%s waited_ms=%d hint=\"check hub.endpoint, hub.curve_public and that this node's CURVE key is registered at the hub\"",
+                   self->cfg->id, self->cfg->hub_endpoint, CONNECT_TIMEOUT_MS);
+            return TB_ERR_UNAVAILABLE;
+        }
+        if (self->outbox_dirty && (!self->batch_deadline || now >= self->batch_deadline) &&
+            self->npend < (size_t)self->cfg->batch_window)
+            cut_batches(self, now);
+    }
+    tb_log(TB_LOG_INFO, comp, "stopped", "node=%s unacked=%zu", self->cfg->id, self->npend);
+    return TB_OK;
+}

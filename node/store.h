@@ -102,4 +102,12 @@ tb_err_t tb_store_ack(tb_store_t *self, uint64_t seq, char *err, size_t errlen);
 tb_err_t tb_store_apply(tb_store_t *self, const Tongban__Batch *batch, int *applied,
                         char *err, size_t errlen);
 
+/* ---- helper ---- */
+
+/* Builds the PostgreSQL array literal of n strings, e.g. {"a","b\\"c",NULL}:
+ * every element double-quoted with '"' and '\\' backslash-escaped, NULL
+ * pointers as NULL. Returns a malloc'ed string (free()), NULL when out of
+ * memory. Used for the multi-row statements; public for its unit test. */
+char *tb_store_text_array(const char *const *v, size_t n);
+
 #endif

@@ -1,1 +1,177 @@
-int main(void) { return 0; }
+/* tbctl.c -- the operators' and integrators' command line.
+ *
+ *   tbctl pki init-ca --dir DIR [--name NAME] [--alg ALG] [--days N]
+ *   tbctl pki issue --ca DIR --node ID [--alg ALG] [--days N] --out DIR
+ *   tbctl pki curve --out DIR
+ *
+ * Exit codes: 0 success, 1 the operation failed, 2 usage error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <tongban/tongban.h>
+
+#include "crypto.h"
+#include "pki.h"
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tbctl COMMAND [OPTIONS]\n\n"
+            "PKI (national CA and node enrolment):\n"
+            "  tbctl pki init-ca --dir DIR [--name NAME] [--alg ed25519|p256|sm2] [--days N]\n"
+            "      create the national CA: DIR/ca.key (0600) and DIR/ca.crt\n"
+            "  tbctl pki issue --ca DIR --node ID [--alg ed25519|p256|sm2] [--days N] --out DIR\n"
+            "      enrol a node: DIR/node.key (0600), DIR/node.crt (CN=ID), DIR/ca.crt,\n"
+            "      DIR/curve.key (0600) and DIR/curve.pub (the CURVE transport keys)\n"
+            "  tbctl pki curve --out DIR\n"
+            "      create only a CURVE key pair (e.g. for the hub): DIR/curve.key, DIR/curve.pub\n\n"
+            "  tbctl --help | --version\n\n"
+            "exit codes: 0 success, 1 operation failed, 2 usage error\n");
+}
+
+/* Finds "--name VALUE" in argv; returns VALUE or def. Marks consumed args. */
+static const char *opt(int argc, char **argv, int *used, const char *name, const char *def)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], name) == 0 && i + 1 < argc) {
+            used[i] = used[i + 1] = 1;
+            return argv[i + 1];
+        }
+    }
+    return def;
+}
+
+static int leftovers(int argc, char **argv, const int *used)
+{
+    for (int i = 0; i < argc; i++) {
+        if (!used[i]) {
+            fprintf(stderr, "tbctl: unexpected argument \"%s\" (try --help)\n", argv[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int parse_days(const char *s, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > 36500) {
+        fprintf(stderr, "tbctl: --days: expected a number of days between 1 and 36500, got \"%s\"\n", s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_alg(const char *s, tb_alg_t *out)
+{
+    *out = tb_alg_parse(s);
+    if (*out == TB_ALG_NONE) {
+        fprintf(stderr, "tbctl: --alg: expected ed25519, p256 or sm2, got \"%s\"\n", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_pki(int argc, char **argv)
+{
+    if (argc < 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[0];
+    argc--;
+    argv++;
+    int *used = calloc((size_t)argc + 1, sizeof *used);
+    if (!used) return EXIT_FAILED;
+    int rc = EXIT_USAGE;
+    char err[TB_ERRLEN] = "";
+    tb_alg_t alg;
+    int days;
+    if (strcmp(sub, "init-ca") == 0) {
+        const char *dir = opt(argc, argv, used, "--dir", NULL);
+        const char *name = opt(argc, argv, used, "--name", "tongban national CA");
+        const char *a = opt(argc, argv, used, "--alg", "ed25519");
+        const char *d = opt(argc, argv, used, "--days", "3650");
+        if (leftovers(argc, argv, used) || parse_alg(a, &alg) || parse_days(d, &days)) goto done;
+        if (!dir) { fprintf(stderr, "tbctl pki init-ca: --dir DIR is required\n"); goto done; }
+        if (tb_pki_init_ca(dir, name, alg, days, err, sizeof err) != TB_OK) {
+            fprintf(stderr, "tbctl pki init-ca: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        printf("CA created: %s/ca.crt (%s, %d days); keep %s/ca.key offline\n", dir, a, days, dir);
+        rc = EXIT_OK;
+    } else if (strcmp(sub, "issue") == 0) {
+        const char *ca = opt(argc, argv, used, "--ca", NULL);
+        const char *node = opt(argc, argv, used, "--node", NULL);
+        const char *out = opt(argc, argv, used, "--out", NULL);
+        const char *a = opt(argc, argv, used, "--alg", "ed25519");
+        const char *d = opt(argc, argv, used, "--days", "825");
+        if (leftovers(argc, argv, used) || parse_alg(a, &alg) || parse_days(d, &days)) goto done;
+        if (!ca || !node || !out) {
+            fprintf(stderr, "tbctl pki issue: --ca DIR, --node ID and --out DIR are required\n");
+            goto done;
+        }
+        if (tb_pki_issue(ca, node, alg, days, out, err, sizeof err) != TB_OK) {
+            fprintf(stderr, "tbctl pki issue: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        char pubpath[TB_ERRLEN], pub[41];
+        snprintf(pubpath, sizeof pubpath, "%s/curve.pub", out);
+        if (tb_pki_read_z85(pubpath, 0, pub, err, sizeof err) != TB_OK) {
+            fprintf(stderr, "tbctl pki issue: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        printf("node %s enrolled in %s (%s); register at the hub with curve_public: \"%s\"\n", node,
+               out, a, pub);
+        rc = EXIT_OK;
+    } else if (strcmp(sub, "curve") == 0) {
+        const char *out = opt(argc, argv, used, "--out", NULL);
+        if (leftovers(argc, argv, used)) goto done;
+        if (!out) { fprintf(stderr, "tbctl pki curve: --out DIR is required\n"); goto done; }
+        char sk[TB_ERRLEN], pk[TB_ERRLEN], pub[41];
+        mkdir(out, 0700);
+        snprintf(sk, sizeof sk, "%s/curve.key", out);
+        snprintf(pk, sizeof pk, "%s/curve.pub", out);
+        if (tb_pki_curve_keypair(sk, pk, err, sizeof err) != TB_OK ||
+            tb_pki_read_z85(pk, 0, pub, err, sizeof err) != TB_OK) {
+            fprintf(stderr, "tbctl pki curve: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        printf("CURVE key pair in %s; public key: \"%s\"\n", out, pub);
+        rc = EXIT_OK;
+    } else {
+        fprintf(stderr, "tbctl pki: unknown command \"%s\" (try --help)\n", sub);
+    }
+done:
+    free(used);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("tbctl %s (libtongban %s)\n", TB_VERSION_STRING, tb_version());
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "pki") == 0) return cmd_pki(argc - 2, argv + 2);
+    fprintf(stderr, "tbctl: unknown command \"%s\" (try --help)\n", argv[1]);
+    return EXIT_USAGE;
+}

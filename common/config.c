@@ -1,0 +1,942 @@
+/* config.c -- YAML configuration of the hub and the node: one schema table per
+ * kind of file and one generic walker that applies it to the libyaml document.
+ *
+ * A schema is a table of fields {key path, type, offset, size, required,
+ * bounds, default, validator}. Dotted key paths ("hub.endpoint") are nested
+ * mappings; F_LIST fields hold a YAML sequence, either of mappings (with their
+ * own sub-schema) or of scalars (with an item field). The walker only descends
+ * where the schema says so, marks every YAML node it visits (so an alias, i.e.
+ * a node reached twice, is refused instead of walked again) and collects all
+ * problems as "FILE:LINE: KEY.PATH: message" lines sorted by line.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define MAX_FILE_BYTES (1024 * 1024)  /* a config file is a few KiB; refuse a huge one */
+#define MAX_ERRORS 100                /* stored error lines; the rest are counted */
+#define KEY_SHOW_MAX 64               /* bytes of an unknown key echoed in a message */
+#define PATH_BUF 256                  /* dotted key paths of messages */
+#define MAX_DEPTH 32                  /* nesting of collections; the schemas need 4 */
+
+/* ---- validators ---- */
+
+static int id_char(int ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '.' || ch == '-';
+}
+
+int tb_config_valid_id(const char *s)
+{
+    size_t n = 0;
+    if (!s) return 0;
+    for (; s[n]; n++)
+        if (n >= TB_ID_MAX || !id_char((unsigned char)s[n])) return 0;
+    return n > 0;
+}
+
+int tb_config_valid_dest(const char *s)
+{
+    if (!s) return 0;
+    if (strncmp(s, "topic:", 6) == 0) return tb_config_valid_id(s + 6);
+    return tb_config_valid_id(s);
+}
+
+/* A route's catalog: a catalog name (same syntax as an id) or "*". */
+static int valid_catalog(const char *s)
+{
+    return s && (strcmp(s, "*") == 0 || tb_config_valid_id(s));
+}
+
+static int valid_z85(const char *s)
+{
+    static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   ".-:+=^!/*?&<>()[]{}@%$#";
+    size_t n = 0;
+    if (!s) return 0;
+    for (; s[n]; n++)
+        if (n >= 40 || !strchr(alphabet, s[n])) return 0;
+    return n == 40;
+}
+
+/* Host name (RFC 1123 labels) or dotted-quad IPv4, n bytes at h. */
+static int valid_host(const char *h, size_t n)
+{
+    char buf[256];
+    struct in_addr a4;
+    size_t label = 0;
+    int numeric = 1;                     /* the current label is all digits */
+    if (n == 0 || n > 253) return 0;
+    for (size_t i = 0; i <= n; i++) {
+        int ch = i < n ? (unsigned char)h[i] : '.';
+        if (ch == '.') {
+            if (label == 0 || label > 63 || h[i - 1] == '-') return 0;
+            if (i == n) break;
+            label = 0;
+            numeric = 1;
+            continue;
+        }
+        int alnum = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        if (!alnum && ch != '-') return 0;
+        if (ch == '-' && label == 0) return 0;
+        if (ch < '0' || ch > '9') numeric = 0;
+        label++;
+    }
+    if (!numeric) return 1;
+    /* The last label is all digits: it must be an IPv4 address. */
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    return inet_pton(AF_INET, buf, &a4) == 1;
+}
+
+static int valid_port(const char *p)
+{
+    size_t n = strspn(p, "0123456789");
+    if (n == 0 || n > 5 || p[n] != '\0') return 0;
+    char *end;
+    long v = strtol(p, &end, 10);
+    return *end == '\0' && v >= 1 && v <= 65535;
+}
+
+static int valid_endpoint(const char *s, int allow_wildcard)
+{
+    const char *host, *colon;
+    if (!s || strncmp(s, "tcp://", 6) != 0) return 0;
+    host = s + 6;
+    if (*host == '[') {
+        char buf[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        const char *close = strchr(host, ']');
+        if (!close || close[1] != ':') return 0;
+        size_t n = (size_t)(close - host - 1);
+        if (n == 0 || n >= sizeof buf) return 0;
+        memcpy(buf, host + 1, n);
+        buf[n] = '\0';
+        if (inet_pton(AF_INET6, buf, &a6) != 1) return 0;
+        colon = close + 1;
+    } else {
+        colon = strrchr(host, ':');
+        if (!colon) return 0;
+        size_t n = (size_t)(colon - host);
+        if (n == 1 && host[0] == '*') {
+            if (!allow_wildcard) return 0;
+        } else if (!valid_host(host, n)) {
+            return 0;
+        }
+    }
+    return valid_port(colon + 1);
+}
+
+int tb_config_valid_endpoint(const char *s)
+{
+    return valid_endpoint(s, 1);
+}
+
+/* Where a node connects: no "*". */
+static int valid_connect_endpoint(const char *s)
+{
+    return valid_endpoint(s, 0);
+}
+
+/* ---- schema ---- */
+
+typedef enum { F_STRING, F_PATH, F_INT, F_ENUM, F_LIST } ftype_t;
+
+typedef struct field field_t;
+typedef struct {
+    const field_t *fields;
+    size_t count;
+} schema_t;
+
+struct field {
+    const char *key;              /* dotted path inside the mapping (NULL: a list item) */
+    ftype_t type;
+    size_t off;                   /* offset of the value; F_LIST: of the array pointer */
+    size_t size;                  /* buffer size; F_LIST: size of one item */
+    int required;
+    long min, max;                /* F_INT bounds; F_LIST: min is the least count */
+    const char *def;              /* default of F_STRING / F_ENUM */
+    long idef;                    /* default of F_INT */
+    int (*check)(const char *);   /* validator of a string value */
+    const char *expect;           /* message when check fails */
+    const char *const *choices;   /* F_ENUM: NULL-terminated */
+    size_t count_off;             /* F_LIST: offset of the size_t count */
+    const schema_t *sub;          /* F_LIST of mappings */
+    const field_t *item;          /* F_LIST of scalars */
+    const char *unique;           /* in list items: values must differ ("node id") */
+};
+
+#define AT(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
+#define EXPECT_ID "expected 1 to 64 characters of [A-Za-z0-9_.-]"
+#define EXPECT_Z85 "expected a 40-character Z85 key"
+#define EXPECT_EP "expected tcp://host:port"
+
+static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const log_formats[] = { "logfmt", "json", NULL };
+
+#define LOG_FIELDS(T)                                                                    \
+    { .key = "log.level", .type = F_ENUM, AT(T, log.level), .def = "info", .choices = log_levels }, \
+    { .key = "log.format", .type = F_ENUM, AT(T, log.format), .def = "logfmt", .choices = log_formats }
+
+#define INT_FIELD(k, T, m, lo, hi, d) \
+    { .key = k, .type = F_INT, AT(T, m), .min = lo, .max = hi, .idef = d }
+
+static const field_t hub_node_fields[] = {
+    { .key = "id", .type = F_STRING, AT(tb_hub_node_config_t, id), .required = 1,
+      .check = tb_config_valid_id, .expect = EXPECT_ID, .unique = "node id" },
+    { .key = "curve_public", .type = F_STRING, AT(tb_hub_node_config_t, curve_public), .required = 1,
+      .check = valid_z85, .expect = EXPECT_Z85 },
+    { .key = "certificate", .type = F_PATH, AT(tb_hub_node_config_t, certificate), .required = 1 },
+};
+static const schema_t hub_node_schema = { hub_node_fields, sizeof hub_node_fields / sizeof *hub_node_fields };
+
+static const field_t hub_fields[] = {
+    { .key = "hub.id", .type = F_STRING, AT(tb_hub_config_t, id), .def = "hub",
+      .check = tb_config_valid_id, .expect = EXPECT_ID },
+    { .key = "hub.listen", .type = F_STRING, AT(tb_hub_config_t, listen), .required = 1,
+      .check = tb_config_valid_endpoint, .expect = EXPECT_EP },
+    { .key = "hub.curve_secret", .type = F_PATH, AT(tb_hub_config_t, curve_secret), .required = 1 },
+    { .key = "hub.ca_certificate", .type = F_PATH, AT(tb_hub_config_t, ca_certificate), .required = 1 },
+    { .key = "hub.data_dir", .type = F_PATH, AT(tb_hub_config_t, data_dir), .required = 1 },
+    INT_FIELD("limits.max_message_bytes", tb_hub_config_t, max_message_bytes, 1024, 1L << 30, 16L << 20),
+    INT_FIELD("limits.heartbeat_ms", tb_hub_config_t, heartbeat_ms, 100, 600000, 1000),
+    INT_FIELD("limits.heartbeat_timeout_ms", tb_hub_config_t, heartbeat_timeout_ms, 300, 3600000, 5000),
+    INT_FIELD("limits.deliver_window", tb_hub_config_t, deliver_window, 1, 1024, 16),
+    INT_FIELD("limits.redeliver_ms", tb_hub_config_t, redeliver_ms, 100, 3600000, 5000),
+    LOG_FIELDS(tb_hub_config_t),
+    { .key = "nodes", .type = F_LIST, .off = offsetof(tb_hub_config_t, nodes),
+      .size = sizeof(tb_hub_node_config_t), .count_off = offsetof(tb_hub_config_t, node_count),
+      .required = 1, .min = 1, .sub = &hub_node_schema },
+};
+static const schema_t hub_schema = { hub_fields, sizeof hub_fields / sizeof *hub_fields };
+
+static const field_t route_dest_item = {
+    .type = F_STRING, .size = sizeof(((tb_route_config_t *)0)->to[0]),
+    .check = tb_config_valid_dest, .expect = "expected a node id or topic:<name>",
+};
+static const field_t route_fields[] = {
+    { .key = "catalog", .type = F_STRING, AT(tb_route_config_t, catalog), .required = 1,
+      .check = valid_catalog, .expect = "expected a catalog name or \"*\"" },
+    { .key = "to", .type = F_LIST, .off = offsetof(tb_route_config_t, to),
+      .size = sizeof(((tb_route_config_t *)0)->to[0]), .count_off = offsetof(tb_route_config_t, to_count),
+      .required = 1, .min = 1, .item = &route_dest_item },
+};
+static const schema_t route_schema = { route_fields, sizeof route_fields / sizeof *route_fields };
+
+#define NODE_PATH(k, m) { .key = k, .type = F_PATH, AT(tb_node_config_t, m), .required = 1 }
+static const field_t node_fields[] = {
+    { .key = "node.id", .type = F_STRING, AT(tb_node_config_t, id), .required = 1,
+      .check = tb_config_valid_id, .expect = EXPECT_ID },
+    NODE_PATH("keys.signing_key", signing_key),
+    NODE_PATH("keys.certificate", certificate),
+    NODE_PATH("keys.ca_certificate", ca_certificate),
+    NODE_PATH("keys.curve_secret", curve_secret),
+    NODE_PATH("keys.curve_public", curve_public),
+    { .key = "hub.endpoint", .type = F_STRING, AT(tb_node_config_t, hub_endpoint), .required = 1,
+      .check = valid_connect_endpoint, .expect = EXPECT_EP },
+    { .key = "hub.curve_public", .type = F_STRING, AT(tb_node_config_t, hub_curve_public), .required = 1,
+      .check = valid_z85, .expect = EXPECT_Z85 },
+    { .key = "postgresql.conninfo", .type = F_STRING, AT(tb_node_config_t, pg_conninfo), .required = 1 },
+    INT_FIELD("batch.max_entries", tb_node_config_t, batch_max_entries, 1, 100000, 1000),
+    INT_FIELD("batch.max_delay_ms", tb_node_config_t, batch_max_delay_ms, 0, 60000, 20),
+    INT_FIELD("batch.window", tb_node_config_t, batch_window, 1, 1024, 8),
+    INT_FIELD("batch.poll_ms", tb_node_config_t, poll_ms, 10, 600000, 1000),
+    INT_FIELD("batch.resend_ms", tb_node_config_t, resend_ms, 100, 3600000, 5000),
+    LOG_FIELDS(tb_node_config_t),
+    { .key = "routes", .type = F_LIST, .off = offsetof(tb_node_config_t, routes),
+      .size = sizeof(tb_route_config_t), .count_off = offsetof(tb_node_config_t, route_count),
+      .sub = &route_schema },
+};
+static const schema_t node_schema = { node_fields, sizeof node_fields / sizeof *node_fields };
+
+/* ---- load context and error collection ---- */
+
+typedef struct {
+    size_t line;                  /* 1-based; 0 = none */
+    char *text;
+} errline_t;
+
+typedef struct {
+    const char *file;             /* path as given, prefix of every message */
+    char *dir;                    /* directory of the file ("" if none) */
+    yaml_document_t *doc;
+    unsigned char *visited;       /* per YAML node index: already walked */
+    size_t nnodes;
+    errline_t *errs;
+    size_t nerr, cap, dropped;
+    int nomem;
+} ctx_t;
+
+static void report(ctx_t *c, size_t line, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Records "FILE:LINE: PATH: message" (LINE and PATH left out when 0 / empty). */
+static void report(ctx_t *c, size_t line, const char *path, const char *fmt, ...)
+{
+    char msg[512], where[64];
+    va_list ap;
+    if (c->nerr >= MAX_ERRORS) {
+        c->dropped++;
+        return;
+    }
+    if (c->nerr == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 16;
+        errline_t *n = realloc(c->errs, ncap * sizeof *n);
+        if (!n) {
+            c->nomem = 1;
+            return;
+        }
+        c->errs = n;
+        c->cap = ncap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    where[0] = '\0';
+    if (line) snprintf(where, sizeof where, ":%zu", line);
+    int has_path = path && *path;
+    int len = snprintf(NULL, 0, "%s%s: %s%s%s", c->file, where, has_path ? path : "",
+                       has_path ? ": " : "", msg);
+    char *text = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (!text) {
+        c->nomem = 1;
+        return;
+    }
+    snprintf(text, (size_t)len + 1, "%s%s: %s%s%s", c->file, where, has_path ? path : "",
+             has_path ? ": " : "", msg);
+    c->errs[c->nerr].line = line;
+    c->errs[c->nerr].text = text;
+    c->nerr++;
+}
+
+static size_t line_of(const yaml_node_t *n)
+{
+    return n->start_mark.line + 1;
+}
+
+/* Marks node index i as walked; returns 0 if it already was (an alias). */
+static int visit(ctx_t *c, int i)
+{
+    if (i < 1 || (size_t)i > c->nnodes) return 0;
+    if (c->visited[i - 1]) return 0;
+    c->visited[i - 1] = 1;
+    return 1;
+}
+
+static int is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
+    const char *v = (const char *)n->data.scalar.value;
+    return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+/* "a" + "b" -> "a.b"; "" + "b" -> "b". Returns 0, or -1 if cut to fit. */
+static int join(char *out, size_t len, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), dot = la > 0;
+    if (la + dot + lb >= len) {
+        out[0] = '\0';
+        return -1;
+    }
+    memmove(out, a, la);
+    if (dot) out[la] = '.';
+    memcpy(out + la + dot, b, lb + 1);
+    return 0;
+}
+
+/* An unknown key made printable: control bytes as '?', cut at KEY_SHOW_MAX
+ * bytes on a UTF-8 character boundary. */
+static void show_key(char *out, const unsigned char *k, size_t n)
+{
+    size_t i, m = n;
+    if (m > KEY_SHOW_MAX) {
+        m = KEY_SHOW_MAX;
+        while (m > 0 && (k[m] & 0xC0) == 0x80) m--;
+    }
+    for (i = 0; i < m; i++) out[i] = (k[i] < 0x20 || k[i] == 0x7F) ? '?' : (char)k[i];
+    strcpy(out + i, m < n ? "..." : "");
+}
+
+/* ---- applying the schema ---- */
+
+static void apply_field(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path);
+static void walk_obj(ctx_t *c, const schema_t *s, char *base, yaml_node_t *map, const char *path,
+                     size_t line, size_t *lines);
+
+static void apply_defaults(const schema_t *s, char *base)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        const field_t *f = &s->fields[i];
+        if (f->type == F_INT)
+            memcpy(base + f->off, &f->idef, sizeof(long));
+        else if (f->def && f->type != F_LIST)
+            snprintf(base + f->off, f->size, "%s", f->def);
+    }
+}
+
+static void free_obj(const schema_t *s, char *base)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        const field_t *f = &s->fields[i];
+        char *arr;
+        size_t n;
+        if (f->type != F_LIST) continue;
+        memcpy(&arr, base + f->off, sizeof arr);
+        memcpy(&n, base + f->count_off, sizeof n);
+        if (arr && f->sub)
+            for (size_t j = 0; j < n; j++) free_obj(f->sub, arr + j * f->size);
+        free(arr);
+        arr = NULL;
+        n = 0;
+        memcpy(base + f->off, &arr, sizeof arr);
+        memcpy(base + f->count_off, &n, sizeof n);
+    }
+}
+
+static void apply_string(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
+{
+    size_t line = line_of(v);
+    if (v->type != YAML_SCALAR_NODE || is_null(v)) {
+        if (f->type != F_ENUM) {
+            report(c, line, path, "expected a string");
+            return;
+        }
+    }
+    const char *s = v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : "";
+    size_t n = v->type == YAML_SCALAR_NODE ? v->data.scalar.length : 0;
+    if (f->type == F_ENUM) {
+        char list[128] = "";
+        for (const char *const *e = f->choices; *e; e++) {
+            if (v->type == YAML_SCALAR_NODE && strcmp(s, *e) == 0 && strlen(*e) == n) {
+                snprintf(base + f->off, f->size, "%s", *e);
+                return;
+            }
+            size_t used = strlen(list);
+            snprintf(list + used, sizeof list - used, "%s%s", e == f->choices ? "" : ", ", *e);
+        }
+        report(c, line, path, "expected one of %s", list);
+        return;
+    }
+    if (memchr(s, '\0', n)) {
+        report(c, line, path, "contains a NUL character");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        int ws = ch == '\t' || ch == '\n' || ch == '\r';
+        if ((ch < 0x20 || ch == 0x7F) && (f->type == F_PATH || !ws)) {
+            report(c, line, path, "contains a control character");
+            return;
+        }
+    }
+    if (n == 0) {
+        report(c, line, path, "must not be empty");
+        return;
+    }
+    if (f->type == F_PATH && s[0] != '/' && c->dir[0]) {
+        size_t dl = strlen(c->dir);
+        int slash = c->dir[dl - 1] != '/';
+        if (dl + (size_t)slash + n >= f->size) {
+            report(c, line, path, "longer than %zu characters once resolved", f->size - 1);
+            return;
+        }
+        snprintf(base + f->off, f->size, "%s%s%s", c->dir, slash ? "/" : "", s);
+        return;
+    }
+    if (n >= f->size) {
+        report(c, line, path, "longer than %zu characters", f->size - 1);
+        return;
+    }
+    if (f->check && !f->check(s)) {
+        report(c, line, path, "%s", f->expect);
+        return;
+    }
+    memcpy(base + f->off, s, n + 1);
+}
+
+static void apply_int(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
+{
+    size_t line = line_of(v);
+    if (v->type != YAML_SCALAR_NODE || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || is_null(v)) {
+        report(c, line, path, "expected an integer");
+        return;
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    char *end;
+    if (memchr(s, '\0', v->data.scalar.length) || !(s[0] == '-' || s[0] == '+' || (s[0] >= '0' && s[0] <= '9'))) {
+        report(c, line, path, "expected an integer");
+        return;
+    }
+    errno = 0;
+    long val = strtol(s, &end, 10);
+    if (end == s || *end != '\0') {
+        report(c, line, path, "expected an integer");
+        return;
+    }
+    if (errno == ERANGE || val < f->min || val > f->max) {
+        report(c, line, path, "must be between %ld and %ld", f->min, f->max);
+        return;
+    }
+    memcpy(base + f->off, &val, sizeof val);
+}
+
+static void apply_list(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
+{
+    char ipath[PATH_BUF];
+    if (is_null(v)) return;                 /* empty list; required ones were caught before */
+    if (v->type != YAML_SEQUENCE_NODE) {
+        report(c, line_of(v), path, "expected a list");
+        return;
+    }
+    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if ((long)n < f->min)
+        report(c, line_of(v), path, "must have at least %ld %s", f->min, f->min == 1 ? "entry" : "entries");
+    if (n == 0) return;
+    char *arr = calloc(n, f->size);
+    if (!arr) {
+        c->nomem = 1;
+        return;
+    }
+    memcpy(base + f->off, &arr, sizeof arr);
+    memcpy(base + f->count_off, &n, sizeof n);
+    for (size_t i = 0; i < n; i++) {
+        int idx = v->data.sequence.items.start[i];
+        yaml_node_t *it = yaml_document_get_node(c->doc, idx);
+        char *item = arr + i * f->size;
+        if (snprintf(ipath, sizeof ipath, "%s[%zu]", path, i) >= (int)sizeof ipath) continue;
+        if (!it || !visit(c, idx)) {
+            report(c, line_of(v), ipath, "aliases are not supported");
+            continue;
+        }
+        if (!f->sub) {
+            apply_field(c, f->item, item, it, ipath);
+            continue;
+        }
+        if (it->type != YAML_MAPPING_NODE) {
+            report(c, line_of(it), ipath, "expected a mapping");
+            continue;
+        }
+        apply_defaults(f->sub, item);
+        size_t *lines = calloc(f->sub->count, sizeof *lines);
+        if (!lines) {
+            c->nomem = 1;
+            return;
+        }
+        walk_obj(c, f->sub, item, it, ipath, line_of(it), lines);
+        for (size_t k = 0; k < f->sub->count; k++) {
+            const field_t *u = &f->sub->fields[k];
+            const char *val = item + u->off;
+            if (!u->unique || !*val) continue;
+            for (size_t j = 0; j < i; j++) {
+                if (strcmp(arr + j * f->size + u->off, val) != 0) continue;
+                char upath[PATH_BUF];
+                join(upath, sizeof upath, ipath, u->key);
+                report(c, lines[k], upath, "duplicate %s \"%s\"", u->unique, val);
+                break;
+            }
+        }
+        free(lines);
+    }
+}
+
+static void apply_field(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
+{
+    switch (f->type) {
+    case F_STRING:
+    case F_PATH:
+    case F_ENUM: apply_string(c, f, base, v, path); break;
+    case F_INT: apply_int(c, f, base, v, path); break;
+    case F_LIST: apply_list(c, f, base, v, path); break;
+    }
+}
+
+/* Per walk_obj: which fields were given (bit 0) and which sections were
+ * opened (bit 1 + depth, on the first field of the section), plus the line
+ * of the innermost given section of each field. */
+typedef struct {
+    const schema_t *s;
+    char *base;
+    unsigned char *seen;
+    size_t *secline;
+    size_t *lines;
+} walk_t;
+
+static int field_index(const schema_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->count; i++)
+        if (s->fields[i].key && strcmp(s->fields[i].key, name) == 0) return (int)i;
+    return -1;
+}
+
+/* Index of the first field inside section name (prefix "name."), or -1. */
+static int section_index(const schema_t *s, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < s->count; i++)
+        if (s->fields[i].key && strncmp(s->fields[i].key, name, n) == 0 && s->fields[i].key[n] == '.')
+            return (int)i;
+    return -1;
+}
+
+static void mark_section(walk_t *w, const char *name, size_t line, int suppress)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < w->s->count; i++) {
+        const char *k = w->s->fields[i].key;
+        if (!k || strncmp(k, name, n) != 0 || k[n] != '.') continue;
+        w->secline[i] = line;
+        if (suppress) w->seen[i] |= 1;
+    }
+}
+
+static void walk_section(ctx_t *c, walk_t *w, yaml_node_t *map, const char *path, const char *section)
+{
+    yaml_node_pair_t *p;
+    for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+        char name[PATH_BUF], epath[PATH_BUF], shown[KEY_SHOW_MAX + 4];
+        if (!k || !v) continue;
+        if (!visit(c, p->key)) {
+            report(c, line_of(map), path, "aliases are not supported");
+            continue;
+        }
+        if (k->type != YAML_SCALAR_NODE) {
+            report(c, line_of(k), path, "keys must be strings");
+            continue;
+        }
+        const unsigned char *kv = k->data.scalar.value;
+        size_t kl = k->data.scalar.length;
+        int idx = -1, sec = -1;
+        name[0] = '\0';
+        if (kl > 0 && kl < 64 && !memchr(kv, '\0', kl) && !memchr(kv, '.', kl)) {
+            join(name, sizeof name, section, (const char *)kv);
+            idx = field_index(w->s, name);
+            if (idx < 0) sec = section_index(w->s, name);
+        }
+        if (idx < 0 && sec < 0) {
+            show_key(shown, kv, kl);
+            char full[PATH_BUF];
+            join(full, sizeof full, section, shown);
+            join(epath, sizeof epath, path, full);
+            report(c, line_of(k), epath, "unknown key");
+            continue;
+        }
+        join(epath, sizeof epath, path, name);
+        if (sec >= 0) {
+            int depth = 0;
+            for (const char *q = name; *q; q++) depth += *q == '.';
+            unsigned char bit = (unsigned char)(2u << (depth < 6 ? depth : 6));
+            if (w->seen[sec] & bit) {
+                report(c, line_of(k), epath, "duplicate key");
+                continue;
+            }
+            w->seen[sec] |= bit;
+            if (!visit(c, p->value)) {
+                report(c, line_of(k), epath, "aliases are not supported");
+                mark_section(w, name, line_of(k), 1);
+                continue;
+            }
+            if (is_null(v)) {
+                mark_section(w, name, line_of(k), 0);
+            } else if (v->type != YAML_MAPPING_NODE) {
+                report(c, line_of(v), epath, "expected a mapping");
+                mark_section(w, name, line_of(k), 1);
+            } else {
+                mark_section(w, name, line_of(k), 0);
+                walk_section(c, w, v, path, name);
+            }
+            continue;
+        }
+        const field_t *f = &w->s->fields[idx];
+        if (w->seen[idx] & 1) {
+            report(c, line_of(k), epath, "duplicate key");
+            continue;
+        }
+        w->seen[idx] |= 1;
+        if (w->lines) w->lines[idx] = line_of(v);
+        if (!visit(c, p->value)) {
+            report(c, line_of(k), epath, "aliases are not supported");
+            continue;
+        }
+        if (f->required && is_null(v)) {
+            report(c, line_of(k), epath, "required key missing");
+            continue;
+        }
+        apply_field(c, f, w->base, v, epath);
+    }
+}
+
+/* Applies schema s to mapping map (NULL: absent), filling base. path prefixes
+ * messages ("" or "nodes[2]"); line is where a missing key is reported unless
+ * its section is present; lines (may be NULL) gets the line of each value. */
+static void walk_obj(ctx_t *c, const schema_t *s, char *base, yaml_node_t *map, const char *path,
+                     size_t line, size_t *lines)
+{
+    walk_t w = { s, base, calloc(s->count, 1), calloc(s->count, sizeof(size_t)), lines };
+    char epath[PATH_BUF];
+    if (!w.seen || !w.secline) {
+        c->nomem = 1;
+        goto done;
+    }
+    if (map) walk_section(c, &w, map, path, "");
+    for (size_t i = 0; i < s->count; i++) {
+        if (!s->fields[i].required || (w.seen[i] & 1)) continue;
+        join(epath, sizeof epath, path, s->fields[i].key);
+        report(c, w.secline[i] ? w.secline[i] : line, epath, "required key missing");
+    }
+done:
+    free(w.seen);
+    free(w.secline);
+}
+
+/* ---- loading ---- */
+
+/* Reads the whole file (at most MAX_FILE_BYTES). Returns 0, or an errno. */
+static int read_file(const char *path, unsigned char **out, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int err = 0;
+    if (!fp) return errno ? errno : EIO;
+    for (;;) {
+        if (n == cap) {
+            if (cap > MAX_FILE_BYTES) {
+                err = EFBIG;
+                goto fail;
+            }
+            size_t ncap = cap ? cap * 2 : 4096;
+            unsigned char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                err = ENOMEM;
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t r = fread(buf + n, 1, cap - n, fp);
+        n += r;
+        if (r == 0) {
+            if (ferror(fp)) {
+                err = errno ? errno : EIO;
+                goto fail;
+            }
+            break;
+        }
+    }
+    if (n > MAX_FILE_BYTES) {
+        err = EFBIG;
+        goto fail;
+    }
+    fclose(fp);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+fail:
+    fclose(fp);
+    free(buf);
+    return err;
+}
+
+static void report_yaml(ctx_t *c, const yaml_parser_t *p, const unsigned char *buf, size_t len)
+{
+    size_t line = p->problem_mark.line + 1;
+    if (p->error == YAML_MEMORY_ERROR) {
+        c->nomem = 1;
+        return;
+    }
+    if (p->error == YAML_READER_ERROR) {        /* no mark: count lines up to the offset */
+        line = 1;
+        for (size_t i = 0; i < p->problem_offset && i < len; i++) line += buf[i] == '\n';
+    }
+    report(c, line, NULL, "yaml: %s%s%s", p->problem ? p->problem : "syntax error",
+           p->context ? " " : "", p->context ? p->context : "");
+}
+
+/* Streams the events of the file and refuses collections nested deeper than
+ * MAX_DEPTH before the document is composed: libyaml's scanner is quadratic
+ * in the depth of flow collections ("[[[[..."). Returns 0 if within bounds
+ * (or on a syntax error, which the loader reports), -1 if too deep. */
+static int check_depth(ctx_t *c, const unsigned char *buf, size_t len)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    int depth = 0, rc = 0;
+    if (!yaml_parser_initialize(&p)) return 0;
+    yaml_parser_set_input_string(&p, buf, len);
+    for (;;) {
+        if (!yaml_parser_parse(&p, &ev)) break;
+        yaml_event_type_t t = ev.type;
+        size_t line = ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT) break;
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+            if (++depth > MAX_DEPTH) {
+                report(c, line, NULL, "collections nested deeper than %d levels", MAX_DEPTH);
+                rc = -1;
+                break;
+            }
+        } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+static tb_err_t load(const char *path, const schema_t *s, void *out, size_t size,
+                     tb_config_errors_t *errs)
+{
+    ctx_t c = { .file = path };
+    yaml_parser_t parser;
+    yaml_document_t doc, doc2;
+    int have_parser = 0, have_doc = 0;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    tb_err_t rc = TB_OK;
+
+    if (errs) {
+        errs->lines = NULL;
+        errs->count = 0;
+    }
+    if (!path || !out) return TB_ERR_INVALID;
+    memset(out, 0, size);
+    apply_defaults(s, out);
+
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path) + (slash == path) : 0;
+    c.dir = malloc(dl + 1);
+    if (!c.dir) {
+        rc = TB_ERR_NOMEM;
+        goto done;
+    }
+    memcpy(c.dir, path, dl);
+    c.dir[dl] = '\0';
+
+    int e = read_file(path, &buf, &len);
+    if (e == EFBIG) {
+        report(&c, 0, NULL, "larger than %d bytes", MAX_FILE_BYTES);
+        goto done;
+    } else if (e) {
+        report(&c, 0, NULL, "%s", strerror(e));
+        rc = e == ENOMEM ? TB_ERR_NOMEM : TB_ERR_IO;
+        goto done;
+    }
+
+    if (check_depth(&c, buf, len) != 0) goto done;
+    if (!yaml_parser_initialize(&parser)) {
+        rc = TB_ERR_NOMEM;
+        goto done;
+    }
+    have_parser = 1;
+    yaml_parser_set_input_string(&parser, buf, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        report_yaml(&c, &parser, buf, len);
+        goto done;
+    }
+    have_doc = 1;
+    c.doc = &doc;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root || is_null(root)) {
+        report(&c, 1, NULL, "empty configuration: expected a mapping of settings");
+        goto done;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        report(&c, line_of(root), NULL, "expected a mapping of settings at the top level");
+        goto done;
+    }
+    c.nnodes = (size_t)(doc.nodes.top - doc.nodes.start);
+    c.visited = calloc(c.nnodes, 1);
+    if (!c.visited) {
+        rc = TB_ERR_NOMEM;
+        goto done;
+    }
+    visit(&c, 1);                              /* the root is node 1 */
+    walk_obj(&c, s, out, root, "", 1, NULL);
+
+    if (!yaml_parser_load(&parser, &doc2)) {
+        report_yaml(&c, &parser, buf, len);
+    } else {
+        yaml_node_t *r2 = yaml_document_get_root_node(&doc2);
+        if (r2) report(&c, line_of(r2), NULL, "only one YAML document is allowed");
+        yaml_document_delete(&doc2);
+    }
+
+done:
+    if (c.nomem) rc = TB_ERR_NOMEM;
+    if (rc == TB_OK && (c.nerr || c.dropped)) rc = TB_ERR_CONFIG;
+    if (c.dropped && c.nerr < c.cap) {
+        char *t = NULL;
+        int n = snprintf(NULL, 0, "%s: %zu more errors not shown", path, c.dropped);
+        if (n > 0 && (t = malloc((size_t)n + 1)) != NULL) {
+            snprintf(t, (size_t)n + 1, "%s: %zu more errors not shown", path, c.dropped);
+            c.errs[c.nerr].line = SIZE_MAX;
+            c.errs[c.nerr].text = t;
+            c.nerr++;
+        }
+    }
+    /* Stable insertion sort by line: file order. */
+    for (size_t i = 1; i < c.nerr; i++) {
+        errline_t x = c.errs[i];
+        size_t j = i;
+        for (; j > 0 && c.errs[j - 1].line > x.line; j--) c.errs[j] = c.errs[j - 1];
+        c.errs[j] = x;
+    }
+    if (errs && c.nerr) {
+        errs->lines = malloc(c.nerr * sizeof *errs->lines);
+        if (errs->lines) {
+            for (size_t i = 0; i < c.nerr; i++) errs->lines[i] = c.errs[i].text;
+            errs->count = c.nerr;
+        }
+    }
+    if (errs && c.nerr && !errs->lines && rc != TB_ERR_IO) rc = TB_ERR_NOMEM;
+    if (!errs || !errs->lines)
+        for (size_t i = 0; i < c.nerr; i++) free(c.errs[i].text);
+    free(c.errs);
+    free(c.visited);
+    free(c.dir);
+    free(buf);
+    if (have_doc) yaml_document_delete(&doc);
+    if (have_parser) yaml_parser_delete(&parser);
+    return rc;
+}
+
+void tb_config_errors_free(tb_config_errors_t *errs)
+{
+    if (!errs) return;
+    for (size_t i = 0; i < errs->count; i++) free(errs->lines[i]);
+    free(errs->lines);
+    errs->lines = NULL;
+    errs->count = 0;
+}
+
+tb_err_t tb_hub_config_load(const char *path, tb_hub_config_t *out, tb_config_errors_t *errs)
+{
+    return load(path, &hub_schema, out, sizeof *out, errs);
+}
+
+void tb_hub_config_free(tb_hub_config_t *cfg)
+{
+    if (cfg) free_obj(&hub_schema, (char *)cfg);
+}
+
+tb_err_t tb_node_config_load(const char *path, tb_node_config_t *out, tb_config_errors_t *errs)
+{
+    return load(path, &node_schema, out, sizeof *out, errs);
+}
+
+void tb_node_config_free(tb_node_config_t *cfg)
+{
+    if (cfg) free_obj(&node_schema, (char *)cfg);
+}

@@ -1,0 +1,65 @@
+/* wire.h -- frames on the ZeroMQ sockets: pack/unpack, signed batches.
+ *
+ * A message between node (DEALER) and hub (ROUTER) is one serialised
+ * tongban.Frame; the ROUTER side sees [routing-id, frame]. A SignedBatch's
+ * signature covers the exact bytes of its serialised Batch.
+ */
+#ifndef TB_WIRE_H
+#define TB_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <tongban/tongban.h>
+
+#include "crypto.h"
+#include "tongban.pb-c.h"
+
+/* Serialises f into a malloc'ed buffer. Returns TB_OK or TB_ERR_NOMEM. */
+tb_err_t tb_frame_pack(const Tongban__Frame *f, uint8_t **buf, size_t *len);
+
+/* Sends f on sock as one message (prefixed by a routing-id frame when rid
+ * != NULL). flags: e.g. ZMQ_DONTWAIT. Returns TB_OK, TB_ERR_UNAVAILABLE
+ * (EHOSTUNREACH / EAGAIN: peer gone or not ready) or TB_ERR_IO. */
+tb_err_t tb_frame_send(void *sock, const uint8_t *rid, size_t rid_len,
+                       const Tongban__Frame *f, int flags);
+
+/* Wraps already-serialised inner bytes as the Frame field `field` (a
+ * length-delimited submessage) without re-encoding them: used to send a
+ * stored SignedBatch (field 3) as-is. Returns a malloc'ed buffer. */
+tb_err_t tb_frame_wrap(uint32_t field, const uint8_t *inner, size_t inner_len,
+                       uint8_t **buf, size_t *len);
+
+/* Builds the serialised Frame{deliver{hub_seq, batch = <signed batch bytes>}}
+ * without re-encoding the signed batch. Returns a malloc'ed buffer. */
+tb_err_t tb_frame_deliver(uint64_t hub_seq, const uint8_t *signed_batch, size_t sb_len,
+                          uint8_t **buf, size_t *len);
+
+/* Sends an already-serialised frame (copying it), with an optional routing id. */
+tb_err_t tb_frame_send_raw(void *sock, const uint8_t *rid, size_t rid_len,
+                           const uint8_t *buf, size_t len, int flags);
+
+/* Builds the SignedBatch for batch: packs the Batch, signs the bytes, fills
+ * alg and signer_key_id from cert, and returns the serialised SignedBatch
+ * (malloc'ed) in *out. */
+tb_err_t tb_batch_sign(const Tongban__Batch *batch, tb_signer_t *signer, const tb_cert_t *cert,
+                       uint8_t **out, size_t *out_len, char *err, size_t errlen);
+
+/* Checks a SignedBatch against the signer's certificate: algorithm and key
+ * id match the certificate, the signature verifies over body, the body
+ * decodes as a Batch whose sender is the certificate's node id. On TB_OK
+ * *batch is the decoded Batch (free with tongban__batch__free_unpacked).
+ * Errors: TB_ERR_PROTO (malformed / mismatch), TB_ERR_BADSIG, TB_ERR_CRYPTO. */
+tb_err_t tb_batch_verify(const Tongban__SignedBatch *sb, const tb_cert_t *cert,
+                         Tongban__Batch **batch, char *err, size_t errlen);
+
+/* tb_alg_t <-> wire SigAlg. */
+Tongban__SigAlg tb_alg_to_wire(tb_alg_t alg);
+tb_alg_t tb_alg_from_wire(Tongban__SigAlg alg);
+
+/* Short stable name of a Nack reason, for logs and counters. */
+const char *tb_nack_reason_name(Tongban__NackReason r);
+
+/* Monotonic milliseconds. */
+uint64_t tb_now_ms(void);
+
+#endif
