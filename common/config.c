@@ -56,14 +56,24 @@ static int valid_catalog(const char *s)
     return s && (strcmp(s, "*") == 0 || tb_config_valid_id(s));
 }
 
+/* 40 characters of the Z85 alphabet whose 5-character groups each fit in 32
+ * bits, i.e. what zmq_z85_decode accepts for a 32-byte CURVE key. */
 static int valid_z85(const char *s)
 {
     static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                    ".-:+=^!/*?&<>()[]{}@%$#";
+    uint64_t group = 0;
     size_t n = 0;
     if (!s) return 0;
-    for (; s[n]; n++)
-        if (n >= 40 || !strchr(alphabet, s[n])) return 0;
+    for (; s[n]; n++) {
+        const char *d = strchr(alphabet, s[n]);
+        if (n >= 40 || !d) return 0;
+        group = group * 85 + (uint64_t)(d - alphabet);
+        if (n % 5 == 4) {
+            if (group > UINT32_MAX) return 0;
+            group = 0;
+        }
+    }
     return n == 40;
 }
 
@@ -193,7 +203,7 @@ static const field_t hub_node_fields[] = {
     { .key = "id", .type = F_STRING, AT(tb_hub_node_config_t, id), .required = 1,
       .check = tb_config_valid_id, .expect = EXPECT_ID, .unique = "node id" },
     { .key = "curve_public", .type = F_STRING, AT(tb_hub_node_config_t, curve_public), .required = 1,
-      .check = valid_z85, .expect = EXPECT_Z85 },
+      .check = valid_z85, .expect = EXPECT_Z85, .unique = "CURVE public key" },
     { .key = "certificate", .type = F_PATH, AT(tb_hub_node_config_t, certificate), .required = 1 },
 };
 static const schema_t hub_node_schema = { hub_node_fields, sizeof hub_node_fields / sizeof *hub_node_fields };
@@ -402,30 +412,34 @@ static void free_obj(const schema_t *s, char *base)
     }
 }
 
+static void apply_enum(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
+{
+    char list[128] = "";
+    for (const char *const *e = f->choices; *e; e++) {
+        size_t n = strlen(*e);
+        if (v->type == YAML_SCALAR_NODE && v->data.scalar.length == n &&
+            memcmp(v->data.scalar.value, *e, n) == 0) {
+            snprintf(base + f->off, f->size, "%s", *e);
+            return;
+        }
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", e == f->choices ? "" : ", ", *e);
+    }
+    report(c, line_of(v), path, "expected one of %s", list);
+}
+
+/* F_STRING and F_PATH: no NUL, no control characters (tab and newlines are
+ * allowed in plain strings such as a conninfo), not empty, fits, passes the
+ * validator; a relative F_PATH is stored resolved against the file's dir. */
 static void apply_string(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
 {
     size_t line = line_of(v);
     if (v->type != YAML_SCALAR_NODE || is_null(v)) {
-        if (f->type != F_ENUM) {
-            report(c, line, path, "expected a string");
-            return;
-        }
-    }
-    const char *s = v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : "";
-    size_t n = v->type == YAML_SCALAR_NODE ? v->data.scalar.length : 0;
-    if (f->type == F_ENUM) {
-        char list[128] = "";
-        for (const char *const *e = f->choices; *e; e++) {
-            if (v->type == YAML_SCALAR_NODE && strcmp(s, *e) == 0 && strlen(*e) == n) {
-                snprintf(base + f->off, f->size, "%s", *e);
-                return;
-            }
-            size_t used = strlen(list);
-            snprintf(list + used, sizeof list - used, "%s%s", e == f->choices ? "" : ", ", *e);
-        }
-        report(c, line, path, "expected one of %s", list);
+        report(c, line, path, "expected a string");
         return;
     }
+    const char *s = (const char *)v->data.scalar.value;
+    size_t n = v->data.scalar.length;
     if (memchr(s, '\0', n)) {
         report(c, line, path, "contains a NUL character");
         return;
@@ -489,9 +503,58 @@ static void apply_int(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, co
     memcpy(base + f->off, &val, sizeof val);
 }
 
+typedef struct {
+    const char *val;
+    size_t idx;
+} uval_t;
+
+static int uval_cmp(const void *a, const void *b)
+{
+    const uval_t *x = a, *y = b;
+    int r = strcmp(x->val, y->val);
+    return r ? r : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Reports every item whose .unique field repeats an earlier item's value,
+ * sorting (value, index) pairs rather than comparing all pairs. lines holds
+ * sub->count value lines per item. */
+static void check_unique(ctx_t *c, const field_t *f, const char *arr, size_t n, const size_t *lines,
+                         const char *path)
+{
+    const schema_t *sub = f->sub;
+    for (size_t k = 0; k < sub->count; k++) {
+        const field_t *u = &sub->fields[k];
+        uval_t *vals;
+        size_t m = 0;
+        if (!u->unique) continue;
+        if (!(vals = malloc(n * sizeof *vals))) {
+            c->nomem = 1;
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const char *val = arr + i * f->size + u->off;
+            if (*val) vals[m++] = (uval_t){ val, i };
+        }
+        qsort(vals, m, sizeof *vals, uval_cmp);
+        for (size_t j = 1; j < m; j++) {
+            char ipath[PATH_BUF], upath[PATH_BUF];
+            if (strcmp(vals[j].val, vals[j - 1].val) != 0) continue;
+            snprintf(ipath, sizeof ipath, "%s[%zu]", path, vals[j].idx);
+            join(upath, sizeof upath, ipath, u->key);
+            report(c, lines[vals[j].idx * sub->count + k], upath, "duplicate %s \"%s\"", u->unique,
+                   vals[j].val);
+        }
+        free(vals);
+    }
+}
+
+/* A sequence into a calloc'ed array (pointer and count stored together, so
+ * free_obj can always release it); mapping items are walked with f->sub,
+ * scalar items applied with f->item. */
 static void apply_list(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
 {
     char ipath[PATH_BUF];
+    size_t *lines = NULL;
     if (is_null(v)) return;                 /* empty list; required ones were caught before */
     if (v->type != YAML_SEQUENCE_NODE) {
         report(c, line_of(v), path, "expected a list");
@@ -502,9 +565,10 @@ static void apply_list(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, c
         report(c, line_of(v), path, "must have at least %ld %s", f->min, f->min == 1 ? "entry" : "entries");
     if (n == 0) return;
     char *arr = calloc(n, f->size);
-    if (!arr) {
+    if (f->sub) lines = calloc(n * f->sub->count, sizeof *lines);
+    if (!arr || (f->sub && !lines)) {
         c->nomem = 1;
-        return;
+        goto done;
     }
     memcpy(base + f->off, &arr, sizeof arr);
     memcpy(base + f->count_off, &n, sizeof n);
@@ -512,48 +576,31 @@ static void apply_list(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, c
         int idx = v->data.sequence.items.start[i];
         yaml_node_t *it = yaml_document_get_node(c->doc, idx);
         char *item = arr + i * f->size;
-        if (snprintf(ipath, sizeof ipath, "%s[%zu]", path, i) >= (int)sizeof ipath) continue;
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
         if (!it || !visit(c, idx)) {
             report(c, line_of(v), ipath, "aliases are not supported");
-            continue;
-        }
-        if (!f->sub) {
+        } else if (!f->sub) {
             apply_field(c, f->item, item, it, ipath);
-            continue;
-        }
-        if (it->type != YAML_MAPPING_NODE) {
+        } else if (it->type != YAML_MAPPING_NODE) {
             report(c, line_of(it), ipath, "expected a mapping");
-            continue;
+        } else {
+            apply_defaults(f->sub, item);
+            walk_obj(c, f->sub, item, it, ipath, line_of(it), lines + i * f->sub->count);
         }
-        apply_defaults(f->sub, item);
-        size_t *lines = calloc(f->sub->count, sizeof *lines);
-        if (!lines) {
-            c->nomem = 1;
-            return;
-        }
-        walk_obj(c, f->sub, item, it, ipath, line_of(it), lines);
-        for (size_t k = 0; k < f->sub->count; k++) {
-            const field_t *u = &f->sub->fields[k];
-            const char *val = item + u->off;
-            if (!u->unique || !*val) continue;
-            for (size_t j = 0; j < i; j++) {
-                if (strcmp(arr + j * f->size + u->off, val) != 0) continue;
-                char upath[PATH_BUF];
-                join(upath, sizeof upath, ipath, u->key);
-                report(c, lines[k], upath, "duplicate %s \"%s\"", u->unique, val);
-                break;
-            }
-        }
-        free(lines);
     }
+    if (f->sub) check_unique(c, f, arr, n, lines, path);
+    arr = NULL;                              /* owned by base now */
+done:
+    free(arr);
+    free(lines);
 }
 
 static void apply_field(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
 {
     switch (f->type) {
     case F_STRING:
-    case F_PATH:
-    case F_ENUM: apply_string(c, f, base, v, path); break;
+    case F_PATH: apply_string(c, f, base, v, path); break;
+    case F_ENUM: apply_enum(c, f, base, v, path); break;
     case F_INT: apply_int(c, f, base, v, path); break;
     case F_LIST: apply_list(c, f, base, v, path); break;
     }
@@ -606,8 +653,9 @@ static void walk_section(ctx_t *c, walk_t *w, yaml_node_t *map, const char *path
         yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
         char name[PATH_BUF], epath[PATH_BUF], shown[KEY_SHOW_MAX + 4];
         if (!k || !v) continue;
-        if (!visit(c, p->key)) {
-            report(c, line_of(map), path, "aliases are not supported");
+        if (!visit(c, p->key)) {                /* the alias' own line is unknown */
+            int fresh = p->value >= 1 && (size_t)p->value <= c->nnodes && !c->visited[p->value - 1];
+            report(c, fresh ? line_of(v) : line_of(map), path, "aliases are not supported");
             continue;
         }
         if (k->type != YAML_SCALAR_NODE) {
@@ -759,6 +807,11 @@ static void report_yaml(ctx_t *c, const yaml_parser_t *p, const unsigned char *b
     if (p->error == YAML_READER_ERROR) {        /* no mark: count lines up to the offset */
         line = 1;
         for (size_t i = 0; i < p->problem_offset && i < len; i++) line += buf[i] == '\n';
+    }
+    if (p->error == YAML_COMPOSER_ERROR && p->context) {   /* "found duplicate anchor; ..." */
+        report(c, line, NULL, "yaml: %s at line %zu, %s here", p->context, p->context_mark.line + 1,
+               p->problem ? p->problem : "error");
+        return;
     }
     report(c, line, NULL, "yaml: %s%s%s", p->problem ? p->problem : "syntax error",
            p->context ? " " : "", p->context ? p->context : "");

@@ -58,30 +58,37 @@ char *tb_log_quote(const char *s, char *buf, size_t len)
     return buf;
 }
 
-/* Appends the logfmt pairs in kv to out as JSON members. */
+/* Writes byte c inside a JSON string: '"', '\\' and control characters escaped. */
+static void json_putc(unsigned char c, FILE *out)
+{
+    if (c == '"' || c == '\\') { fputc('\\', out); fputc(c, out); }
+    else if (c < 0x20) fprintf(out, "\\u%04x", c);
+    else fputc(c, out);
+}
+
+/* Appends the logfmt pairs in kv to out as JSON members. Inside a quoted
+ * value only \" and \\ are escapes (as tb_log_quote writes them); any other
+ * byte, a lone backslash included, is taken literally and re-escaped for JSON. */
 static void kv_to_json(const char *kv, FILE *out)
 {
     const char *p = kv;
     while (*p) {
         while (*p == ' ') p++;
         if (!*p) break;
-        const char *k = p;
-        while (*p && *p != '=' && *p != ' ') p++;
-        fprintf(out, ",\"%.*s\":\"", (int)(p - k), k);
+        fputs(",\"", out);
+        while (*p && *p != '=' && *p != ' ') json_putc((unsigned char)*p++, out);
+        fputs("\":\"", out);
         if (*p == '=') {
             p++;
             if (*p == '"') {
                 p++;
                 while (*p && *p != '"') {
-                    if (*p == '\\' && p[1]) { fputc('\\', out); p++; }
-                    fputc(*p++, out);
+                    if (*p == '\\' && (p[1] == '"' || p[1] == '\\')) p++;
+                    json_putc((unsigned char)*p++, out);
                 }
                 if (*p == '"') p++;
             } else {
-                while (*p && *p != ' ') {
-                    if (*p == '"' || *p == '\\') fputc('\\', out);
-                    fputc(*p++, out);
-                }
+                while (*p && *p != ' ') json_putc((unsigned char)*p++, out);
             }
         }
         fputc('"', out);

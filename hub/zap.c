@@ -11,7 +11,10 @@ static void send_reply(void *zap, const zmq_msg_t *reqid, const char *code, cons
                        const char *user)
 {
     zmq_send(zap, "1.0", 3, ZMQ_SNDMORE);
-    zmq_send(zap, zmq_msg_data((zmq_msg_t *)reqid), zmq_msg_size((zmq_msg_t *)reqid), ZMQ_SNDMORE);
+    if (reqid)
+        zmq_send(zap, zmq_msg_data((zmq_msg_t *)reqid), zmq_msg_size((zmq_msg_t *)reqid), ZMQ_SNDMORE);
+    else
+        zmq_send(zap, "", 0, ZMQ_SNDMORE);
     zmq_send(zap, code, strlen(code), ZMQ_SNDMORE);
     zmq_send(zap, text, strlen(text), ZMQ_SNDMORE);
     zmq_send(zap, user, strlen(user), ZMQ_SNDMORE);
@@ -22,6 +25,7 @@ int zap_handle(void *zap, zap_lookup_fn lookup, void *arg, char *who, size_t who
 {
     zmq_msg_t part[ZAP_FRAMES + 1];
     int nparts = 0, more = 1, rc = -1;
+    if (who && wholen) who[0] = '\0';
     while (more) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -33,8 +37,12 @@ int zap_handle(void *zap, zap_lookup_fn lookup, void *arg, char *who, size_t who
         if (nparts < ZAP_FRAMES + 1) part[nparts++] = m;
         else zmq_msg_close(&m);
     }
-    if (who && wholen) who[0] = '\0';
-    if (nparts < 6) goto done;     /* cannot even reply without a request id */
+    if (nparts < 6) {
+        /* a REP must answer before it can receive again: 400, with the
+         * request id when there is one */
+        send_reply(zap, nparts >= 2 ? &part[1] : NULL, "400", "malformed ZAP request", "");
+        goto done;
+    }
     const char *mech = zmq_msg_data(&part[5]);
     size_t mlen = zmq_msg_size(&part[5]);
     int is_curve = mlen == 5 && memcmp(mech, "CURVE", 5) == 0;

@@ -16,7 +16,7 @@ typedef const char *(*zap_lookup_fn)(void *arg, const uint8_t key[32]);
 
 /* Handles one pending ZAP request on the REP socket zap. Returns 1 if the
  * client was admitted, 0 if denied, -1 if the request was malformed or the
- * socket failed. who (if non-NULL) receives "address key=<z85>" text. */
+ * socket failed. who (if non-NULL) receives "address=<ip> key=<z85>" text. */
 int zap_handle(void *zap, zap_lookup_fn lookup, void *arg, char *who, size_t wholen);
 
 #endif

@@ -356,8 +356,9 @@ static long cut_batch(node_t *self, const char *dest)
     rc = tb_batch_sign(&b, self->signer, self->cert, &signed_bytes, &signed_len, err, sizeof err);
     if (rc != TB_OK) {
         tb_store_batch_abort(self->store);
-        tb_log(TB_LOG_ERROR, comp, "sign_failed", "node=%s seq=%llu error=\"%s\"", self->cfg->id,
-               (unsigned long long)seq, err);
+        char q[TB_ERRLEN + 8];
+        tb_log(TB_LOG_ERROR, comp, "sign_failed", "node=%s seq=%llu error=%s", self->cfg->id,
+               (unsigned long long)seq, tb_log_quote(err, q, sizeof q));
         goto done;
     }
     rc = tb_store_batch_commit(self->store, seq, dest, rows, n, signed_bytes, signed_len, err,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "tbtest.h"
@@ -215,11 +216,15 @@ static void test_broken_files(void)
                      "2: hub.data_dir: required key missing"));
     expect_file(HUB, "hub_duplicate_nodes.yaml",
                 ERRS("13: nodes[2].id: duplicate node id \"110000\"",
-                     "16: nodes[3].id: required key missing", "18: nodes[4]: expected a mapping"));
+                     "16: nodes[3].id: required key missing",
+                     "16: nodes[3].curve_public: duplicate CURVE public key "
+                     "\":9Y}G-b6Kt^-:BVMO=<Z&9Z*a)9!v1<jZIf{+]/C\"",
+                     "18: nodes[4]: expected a mapping"));
     expect_file(HUB, "hub_bad_z85.yaml",
                 ERRS("8: nodes[0].curve_public: expected a 40-character Z85 key",
                      "11: nodes[1].curve_public: expected a 40-character Z85 key",
-                     "14: nodes[2].curve_public: longer than 40 characters"));
+                     "14: nodes[2].curve_public: longer than 40 characters",
+                     "17: nodes[3].curve_public: expected a 40-character Z85 key"));
     expect_file(HUB, "hub_empty_nodes.yaml",
                 ERRS("2: hub.listen: expected tcp://host:port", "6: nodes: must have at least 1 entry"));
     expect_file(NODE, "node_bad_endpoint.yaml", ERRS("10: hub.endpoint: expected tcp://host:port"));
@@ -330,10 +335,41 @@ static void test_generated(void)
         tb_config_errors_free(&errs);
     }
 
+    /* a file name without a directory: relative paths stay relative */
+    {
+        char cwd[1024];
+        tb_node_config_t cfg;
+        CHECK(getcwd(cwd, sizeof cwd) != NULL);
+        CHECK(chdir(tmp) == 0);
+        CHECK(tb_node_config_load("n.yaml", &cfg, NULL) == TB_OK);
+        CHECK(strcmp(cfg.signing_key, "k") == 0);
+        tb_node_config_free(&cfg);
+        CHECK(chdir(cwd) == 0);
+    }
+
     /* multiple documents, flow-style plain topic dest */
     s = concat(node_ok, "routes: [{catalog: c, to: [topic:t, n2]}]\n---\nnode: {id: n2}\n");
     expect_tmp(NODE, "multi.yaml", s, TB_ERR_CONFIG, ERRS("7: only one YAML document is allowed"));
     free(s);
+
+    s = concat(node_ok, "---\n[\n");
+    expect_tmp(NODE, "multi_bad.yaml", s, TB_ERR_CONFIG,
+               ERRS("7: yaml: did not find expected node content while parsing a flow node"));
+    free(s);
+
+    /* aliases of a key and of a section; the section's keys are not then missing */
+    expect_tmp(NODE, "alias_key.yaml",
+               "node: &n {id: n1}\n"
+               "keys: {signing_key: k, certificate: c, ca_certificate: ca, curve_secret: s, curve_public: p}\n"
+               "hub: *n\n"
+               "&p postgresql: {conninfo: x}\n"
+               "*p : {conninfo: y}\n",
+               TB_ERR_CONFIG, ERRS("3: hub: aliases are not supported", "5: aliases are not supported"));
+
+    expect_tmp(NODE, "anchor.yaml", "node: &a {id: n1}\nkeys: &a {}\nhub: *b\n", TB_ERR_CONFIG,
+               ERRS("2: yaml: found duplicate anchor; first occurrence at line 1, second occurrence here"));
+    expect_tmp(NODE, "undefined.yaml", "node: {id: n1}\nhub: *b\n", TB_ERR_CONFIG,
+               ERRS("2: yaml: found undefined alias"));
 
     /* NUL and control characters, tabs in a conninfo are fine */
     s = concat(node_ok, "routes:\n  - {catalog: \"a\\0b\", to: [x]}\n");
