@@ -199,12 +199,63 @@ static const char *const log_formats[] = { "logfmt", "json", NULL };
 #define INT_FIELD(k, T, m, lo, hi, d) \
     { .key = k, .type = F_INT, AT(T, m), .min = lo, .max = hi, .idef = d }
 
+static const char *const entry_type_names[] = {
+    "record_upsert", "record_delete", "licence_issue", "licence_revoke", "case_submit",
+    "case_update", "case_rating", "risk_alert", "complaint", NULL,
+};
+
+/* A destination an ACL may name: a node id, topic:<name>, or "*". */
+static int valid_acl_dest(const char *s)
+{
+    return s && (strcmp(s, "*") == 0 || tb_config_valid_dest(s));
+}
+
+/* A topic publisher: a node id or "*". */
+static int valid_id_or_star(const char *s)
+{
+    return s && (strcmp(s, "*") == 0 || tb_config_valid_id(s));
+}
+
+static const field_t topic_name_item = {
+    .type = F_STRING, .size = sizeof(((tb_hub_node_config_t *)0)->subscribe[0]),
+    .check = tb_config_valid_id, .expect = "expected a topic name (without \"topic:\")",
+};
+static const field_t entry_type_item = {
+    .type = F_ENUM, .size = sizeof(((tb_hub_node_config_t *)0)->may_send[0]),
+    .choices = entry_type_names,
+};
+static const field_t acl_dest_item = {
+    .type = F_STRING, .size = sizeof(((tb_hub_node_config_t *)0)->may_send_to[0]),
+    .check = valid_acl_dest, .expect = "expected a node id, topic:<name> or \"*\"",
+};
+static const field_t publisher_item = {
+    .type = F_STRING, .size = sizeof(((tb_hub_topic_config_t *)0)->publishers[0]),
+    .check = valid_id_or_star, .expect = "expected a node id or \"*\"",
+};
+
+#define LIST_OF(k, T, m, cnt, itm) \
+    { .key = k, .type = F_LIST, .off = offsetof(T, m), .size = sizeof(((T *)0)->m[0]), \
+      .count_off = offsetof(T, cnt), .item = &itm }
+
+static const field_t topic_fields[] = {
+    { .key = "name", .type = F_STRING, AT(tb_hub_topic_config_t, name), .required = 1,
+      .check = tb_config_valid_id, .expect = EXPECT_ID, .unique = "topic name" },
+    { .key = "publishers", .type = F_LIST, .off = offsetof(tb_hub_topic_config_t, publishers),
+      .size = sizeof(((tb_hub_topic_config_t *)0)->publishers[0]),
+      .count_off = offsetof(tb_hub_topic_config_t, publisher_count), .required = 1, .min = 1,
+      .item = &publisher_item },
+};
+static const schema_t topic_schema = { topic_fields, sizeof topic_fields / sizeof *topic_fields };
+
 static const field_t hub_node_fields[] = {
     { .key = "id", .type = F_STRING, AT(tb_hub_node_config_t, id), .required = 1,
       .check = tb_config_valid_id, .expect = EXPECT_ID, .unique = "node id" },
     { .key = "curve_public", .type = F_STRING, AT(tb_hub_node_config_t, curve_public), .required = 1,
       .check = valid_z85, .expect = EXPECT_Z85, .unique = "CURVE public key" },
     { .key = "certificate", .type = F_PATH, AT(tb_hub_node_config_t, certificate), .required = 1 },
+    LIST_OF("subscribe", tb_hub_node_config_t, subscribe, subscribe_count, topic_name_item),
+    LIST_OF("may_send", tb_hub_node_config_t, may_send, may_send_count, entry_type_item),
+    LIST_OF("may_send_to", tb_hub_node_config_t, may_send_to, may_send_to_count, acl_dest_item),
 };
 static const schema_t hub_node_schema = { hub_node_fields, sizeof hub_node_fields / sizeof *hub_node_fields };
 
@@ -221,7 +272,13 @@ static const field_t hub_fields[] = {
     INT_FIELD("limits.heartbeat_timeout_ms", tb_hub_config_t, heartbeat_timeout_ms, 300, 3600000, 5000),
     INT_FIELD("limits.deliver_window", tb_hub_config_t, deliver_window, 1, 1024, 16),
     INT_FIELD("limits.redeliver_ms", tb_hub_config_t, redeliver_ms, 100, 3600000, 5000),
+    { .key = "hub.admin", .type = F_PATH, AT(tb_hub_config_t, admin) },
+    INT_FIELD("journal.segment_mb", tb_hub_config_t, segment_mb, 1, 4096, 64),
+    INT_FIELD("journal.retention_hours", tb_hub_config_t, retention_hours, 0, 876000, 168),
     LOG_FIELDS(tb_hub_config_t),
+    { .key = "topics", .type = F_LIST, .off = offsetof(tb_hub_config_t, topics),
+      .size = sizeof(tb_hub_topic_config_t), .count_off = offsetof(tb_hub_config_t, topic_count),
+      .sub = &topic_schema },
     { .key = "nodes", .type = F_LIST, .off = offsetof(tb_hub_config_t, nodes),
       .size = sizeof(tb_hub_node_config_t), .count_off = offsetof(tb_hub_config_t, node_count),
       .required = 1, .min = 1, .sub = &hub_node_schema },
@@ -254,6 +311,7 @@ static const field_t node_fields[] = {
       .check = valid_connect_endpoint, .expect = EXPECT_EP },
     { .key = "hub.curve_public", .type = F_STRING, AT(tb_node_config_t, hub_curve_public), .required = 1,
       .check = valid_z85, .expect = EXPECT_Z85 },
+    INT_FIELD("hub.connect_timeout_ms", tb_node_config_t, hub_connect_timeout_ms, 1000, 86400000, 15000),
     { .key = "postgresql.conninfo", .type = F_STRING, AT(tb_node_config_t, pg_conninfo), .required = 1 },
     INT_FIELD("batch.max_entries", tb_node_config_t, batch_max_entries, 1, 100000, 1000),
     INT_FIELD("batch.max_delay_ms", tb_node_config_t, batch_max_delay_ms, 0, 60000, 20),

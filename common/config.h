@@ -14,6 +14,7 @@
 #include <tongban/tongban.h>
 
 #define TB_ID_MAX 64           /* node ids, topic names */
+#define TB_DEST_MAX (TB_ID_MAX + 6)   /* a node id or "topic:" + a topic name */
 #define TB_PATH_MAX 1024
 
 /* A list of problems found while loading (each a complete line, no '\n'). */
@@ -34,7 +35,19 @@ typedef struct {
     char id[TB_ID_MAX + 1];               /* node id == certificate CN       (required) */
     char curve_public[41];                /* Z85 CURVE public key, 40 chars  (required) */
     char certificate[TB_PATH_MAX];        /* path to the node's X.509 PEM    (required) */
+    char (*subscribe)[TB_ID_MAX + 1];     /* topics this node receives (names without "topic:") */
+    size_t subscribe_count;
+    char (*may_send)[32];                 /* entry types it may send (record_upsert, ...); none listed = all */
+    size_t may_send_count;
+    char (*may_send_to)[TB_DEST_MAX + 1]; /* node ids / topic:<name> / "*"; none listed = any node */
+    size_t may_send_to_count;
 } tb_hub_node_config_t;
+
+typedef struct {
+    char name[TB_ID_MAX + 1];             /* topic name, without "topic:" (required)        */
+    char (*publishers)[TB_ID_MAX + 1];    /* node ids allowed to publish, or "*" (>= 1)      */
+    size_t publisher_count;
+} tb_hub_topic_config_t;
 
 typedef struct {
     char id[TB_ID_MAX + 1];               /* hub.id              default "hub"                 */
@@ -47,7 +60,12 @@ typedef struct {
     long heartbeat_timeout_ms;            /* limits.heartbeat_timeout_ms 300..3600000, default 5000 */
     long deliver_window;                  /* limits.deliver_window 1..1024, default 16         */
     long redeliver_ms;                    /* limits.redeliver_ms 100..3600000, default 5000    */
+    char admin[TB_PATH_MAX];              /* hub.admin  admin socket path, default <data_dir>/admin.sock */
+    long segment_mb;                      /* journal.segment_mb 1..4096, default 64            */
+    long retention_hours;                 /* journal.retention_hours 0..876000, default 168    */
     tb_log_config_t log;
+    tb_hub_topic_config_t *topics;        /* topics: list (may be empty); names unique         */
+    size_t topic_count;
     tb_hub_node_config_t *nodes;          /* nodes: list (required, >= 1 entry); ids unique */
     size_t node_count;
 } tb_hub_config_t;
@@ -55,7 +73,7 @@ typedef struct {
 /* ---- tongban-node ---- */
 typedef struct {
     char catalog[TB_ID_MAX + 1];          /* catalog name or "*" (required)                  */
-    char (*to)[TB_ID_MAX + 1];            /* destinations: node ids or "topic:<name>" (>= 1) */
+    char (*to)[TB_DEST_MAX + 1];          /* destinations: node ids or "topic:<name>" (>= 1) */
     size_t to_count;
 } tb_route_config_t;
 
@@ -68,6 +86,8 @@ typedef struct {
     char curve_public[TB_PATH_MAX];       /* keys.curve_public  path (required)              */
     char hub_endpoint[256];               /* hub.endpoint  tcp://host:port (required)        */
     char hub_curve_public[41];            /* hub.curve_public  Z85, 40 chars (required)      */
+    long hub_connect_timeout_ms;          /* hub.connect_timeout_ms 1000..86400000, default 15000:
+                                             exit if the hub never answered in this time      */
     char pg_conninfo[1024];               /* postgresql.conninfo libpq string (required)     */
     long batch_max_entries;               /* batch.max_entries 1..100000, default 1000       */
     long batch_max_delay_ms;              /* batch.max_delay_ms 0..60000, default 20         */

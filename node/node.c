@@ -16,7 +16,6 @@
 #include "store.h"
 #include "wire.h"
 
-#define CONNECT_TIMEOUT_MS 15000   /* first Welcome must come within this */
 #define HELLO_EVERY_MS 1000
 #define HEARTBEAT_MS 1000
 #define HUB_SILENT_MS 5000         /* no frame for this long: hub considered lost */
@@ -653,10 +652,10 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
             }
         }
         on_timer(self, now);
-        if (!self->ever_welcomed && now - self->started_ms > CONNECT_TIMEOUT_MS) {
+        if (!self->ever_welcomed && now - self->started_ms > (uint64_t)self->cfg->hub_connect_timeout_ms) {
             tb_log(TB_LOG_ERROR, comp, "hub_unreachable",
-                   "node=%s endpoint=%s waited_ms=%d hint=\"check hub.endpoint, hub.curve_public and that this node's CURVE key is registered at the hub\"",
-                   self->cfg->id, self->cfg->hub_endpoint, CONNECT_TIMEOUT_MS);
+                   "node=%s endpoint=%s waited_ms=%ld hint=\"check hub.endpoint, hub.curve_public and that this node's CURVE key is registered at the hub\"",
+                   self->cfg->id, self->cfg->hub_endpoint, self->cfg->hub_connect_timeout_ms);
             return TB_ERR_UNAVAILABLE;
         }
         if (self->outbox_dirty && (!self->batch_deadline || now >= self->batch_deadline) &&

@@ -66,7 +66,8 @@ sed "s|conninfo: .*|conninfo: \"host=127.0.0.1 port=1 dbname=postgres user=postg
 expect "unreachable postgresql" 1 "127.0.0.1.*port 1|port 1.*127.0.0.1" -- "$BUILD/tongban-node" -c "$ROOT/etc/nopg.yaml"
 
 # 6. unreachable hub (nothing listens on the endpoint)
-expect "unreachable hub" 1 "event=hub_unreachable .*endpoint=tcp://127.0.0.1:$FED_HUB_PORT" -- "$BUILD/tongban-node" -c "$cfg"
+sed "s|  curve_public: \"|  connect_timeout_ms: 3000\n  curve_public: \"|" "$cfg" >"$ROOT/etc/nohub.yaml"
+expect "unreachable hub" 1 "event=hub_unreachable .*endpoint=tcp://127.0.0.1:$FED_HUB_PORT waited_ms=3000" -- "$BUILD/tongban-node" -c "$ROOT/etc/nohub.yaml"
 [ "$(grep -c 'level=error' "$ROOT/err")" = 1 ] || fail "unreachable hub: expected exactly one error line"
 
 # 7. hub: unbindable endpoint

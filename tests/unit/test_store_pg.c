@@ -194,7 +194,7 @@ static tb_err_t apply(tb_store_t *s, const char *sender, uint64_t seq, const ent
 
 static tb_err_t routes1(tb_store_t *s, const char *catalog, const char *dest, char *err, size_t errlen)
 {
-    char to[1][TB_ID_MAX + 1];
+    char to[1][TB_DEST_MAX + 1];
     snprintf(to[0], sizeof to[0], "%s", dest);
     tb_route_config_t r = {.to = to, .to_count = 1};
     snprintf(r.catalog, sizeof r.catalog, "%s", catalog);
@@ -316,8 +316,8 @@ static void test_capture(tb_store_t *s)
     tb_store_free_strings(dests, nd);
 
     /* '*' and specific catalogs fan out; a dest covered by '*' is not doubled */
-    char to_all[1][TB_ID_MAX + 1] = {"topic:all"};
-    char to_lic[2][TB_ID_MAX + 1] = {"B", "C"};
+    char to_all[1][TB_DEST_MAX + 1] = {"topic:all"};
+    char to_lic[2][TB_DEST_MAX + 1] = {"B", "C"};
     tb_route_config_t r[3] = {{.catalog = "*", .to = to_all, .to_count = 1},
                               {.catalog = "licences", .to = to_lic, .to_count = 2},
                               {.catalog = "x", .to = to_all, .to_count = 1}};
