@@ -8,11 +8,28 @@
 #include "log.h"
 
 static volatile sig_atomic_t *stop_flag;
+static volatile sig_atomic_t *reload_flag;
 
 static void on_signal(int sig)
 {
     (void)sig;
     if (stop_flag) *stop_flag = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    if (reload_flag) *reload_flag = 1;
+}
+
+void tb_daemon_sighup(volatile sig_atomic_t *reload)
+{
+    reload_flag = reload;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_hup;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 void tb_daemon_signals(volatile sig_atomic_t *stop)

@@ -27,6 +27,9 @@ int tb_daemon_args(int argc, char **argv, const char *prog, const char *summary,
  * blocking poll returns) and ignores SIGPIPE. */
 void tb_daemon_signals(volatile sig_atomic_t *stop);
 
+/* Installs a SIGHUP handler that sets *reload (no SA_RESTART). */
+void tb_daemon_sighup(volatile sig_atomic_t *reload);
+
 /* Prints every config problem to stderr, one per line. */
 void tb_daemon_print_errors(const tb_config_errors_t *errs);
 

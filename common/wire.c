@@ -143,9 +143,23 @@ const char *tb_nack_reason_name(Tongban__NackReason r)
     case TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH: return "replay_mismatch";
     case TONGBAN__NACK_REASON__NACK_OVERLOADED: return "overloaded";
     case TONGBAN__NACK_REASON__NACK_STORAGE: return "storage";
+    case TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER: return "out_of_order";
     default: break;
     }
     return "unspecified";
+}
+
+int tb_nack_is_permanent(Tongban__NackReason r)
+{
+    switch (r) {
+    case TONGBAN__NACK_REASON__NACK_OVERLOADED:
+    case TONGBAN__NACK_REASON__NACK_STORAGE:
+    case TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER:
+    case TONGBAN__NACK_REASON__NACK_UNSPECIFIED:
+        return 0;
+    default:
+        return 1;
+    }
 }
 
 uint64_t tb_now_ms(void)
@@ -209,5 +223,34 @@ tb_err_t tb_frame_send_raw(void *sock, const uint8_t *rid, size_t rid_len,
         return (errno == EHOSTUNREACH || errno == EAGAIN) ? TB_ERR_UNAVAILABLE : TB_ERR_IO;
     if (zmq_send(sock, buf, len, flags) < 0)
         return (errno == EHOSTUNREACH || errno == EAGAIN) ? TB_ERR_UNAVAILABLE : TB_ERR_IO;
+    return TB_OK;
+}
+
+/* Reads a varint at *p (< end); returns 0 on success, -1 if malformed. */
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+tb_err_t tb_frame_inner(const uint8_t *buf, size_t len, uint32_t *field, const uint8_t **inner,
+                        size_t *inner_len)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    uint64_t tag, n;
+    if (get_varint(&p, end, &tag) != 0 || (tag & 7) != 2 || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+        return TB_ERR_PROTO;
+    if (get_varint(&p, end, &n) != 0 || n != (uint64_t)(end - p)) return TB_ERR_PROTO;
+    *field = (uint32_t)(tag >> 3);
+    *inner = p;
+    *inner_len = (size_t)n;
     return TB_OK;
 }

@@ -29,6 +29,14 @@ tb_err_t tb_frame_send(void *sock, const uint8_t *rid, size_t rid_len,
 tb_err_t tb_frame_wrap(uint32_t field, const uint8_t *inner, size_t inner_len,
                        uint8_t **buf, size_t *len);
 
+/* Finds the single length-delimited field of a serialised Frame (our frames
+ * carry exactly one member of the oneof): sets *field and points *inner at
+ * its bytes inside buf. Returns TB_OK or TB_ERR_PROTO if buf is not one
+ * length-delimited field. Used to journal a SignedBatch verbatim without
+ * re-encoding it. */
+tb_err_t tb_frame_inner(const uint8_t *buf, size_t len, uint32_t *field, const uint8_t **inner,
+                        size_t *inner_len);
+
 /* Builds the serialised Frame{deliver{hub_seq, batch = <signed batch bytes>}}
  * without re-encoding the signed batch. Returns a malloc'ed buffer. */
 tb_err_t tb_frame_deliver(uint64_t hub_seq, const uint8_t *signed_batch, size_t sb_len,
@@ -58,6 +66,11 @@ tb_alg_t tb_alg_from_wire(Tongban__SigAlg alg);
 
 /* Short stable name of a Nack reason, for logs and counters. */
 const char *tb_nack_reason_name(Tongban__NackReason r);
+
+/* 1 if a batch refused for reason r will be refused again when resent
+ * unchanged (bad signature, ACL, unknown destination, ...); 0 if resending
+ * may succeed (storage, overload, out of order). */
+int tb_nack_is_permanent(Tongban__NackReason r);
 
 /* Monotonic milliseconds. */
 uint64_t tb_now_ms(void);

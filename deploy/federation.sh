@@ -6,7 +6,9 @@
 #   fed_setup ROOT BUILD          remember where things go; creates the national CA
 #   fed_hub PORT                  hub CURVE keys + config (nodes registered later)
 #   fed_node ID ALG [ROUTE_TO..]  enrol ID, start its PostgreSQL, write its config
-#   fed_register ID               add ID to the hub's registry (config)
+#   fed_register ID [TOPIC..]     add ID to the hub's registry, subscribed to TOPICs
+#                                 (extra YAML lines for it in $FED_REG_EXTRA)
+#   fed_light ID [ALG]            enrol ID only (for light test nodes without PostgreSQL)
 #   fed_start_hub / fed_start_node ID / fed_stop_node ID / fed_stop_all
 #   fed_psql ID SQL...            psql against ID's database
 #   fed_wait_log FILE REGEX SECS  wait until a log line matches
@@ -43,17 +45,36 @@ limits:
 log:
   level: ${FED_LOG_LEVEL:-info}
   format: logfmt
+${FED_TOPICS:-topics: []}
 nodes:
 YAML
 }
 
 fed_register() {
-  local id=$1
+  local id=$1; shift
+  local subs=""
+  if [ $# -gt 0 ]; then subs=$(printf '"%s", ' "$@"); subs="    subscribe: [${subs%, }]"; fi
   cat >>"$FED_ROOT/etc/hub.yaml" <<YAML
   - id: "$id"
     curve_public: "$(cat "$FED_ROOT/pki/$id/curve.pub")"
     certificate: $FED_ROOT/pki/$id/node.crt
+$subs
+${FED_REG_EXTRA:-}
 YAML
+}
+
+fed_light() {
+  local id=$1 alg=${2:-ed25519}
+  [ -f "$FED_ROOT/pki/$id/node.crt" ] || \
+    "$FED_BUILD/tbctl" pki issue --ca "$FED_ROOT/pki/ca" --node "$id" --alg "$alg" --out "$FED_ROOT/pki/$id" >/dev/null
+}
+
+# fed_lightnode MODE ID [ARGS...]: run tb_lightnode as ID against the hub.
+fed_lightnode() {
+  local mode=$1 id=$2; shift 2
+  "$FED_BUILD/tb_lightnode" "$mode" --endpoint "tcp://127.0.0.1:$FED_HUB_PORT" --hub-public "$FED_HUB_PUB" \
+    --curve-dir "$FED_ROOT/pki/$id" --node "$id" --ca "$FED_ROOT/pki/ca/ca.crt" \
+    $( [ "$mode" != subscribe ] && echo --key "$FED_ROOT/pki/$id/node.key" --cert "$FED_ROOT/pki/$id/node.crt" ) "$@"
 }
 
 # fed_node ID ALG [DEST ...]: every catalog ("*") of ID goes to each DEST.
@@ -137,6 +158,7 @@ fed_stop_all() {
   for f in "$FED_ROOT"/pg/*/; do
     [ -d "$f" ] && pg_stop "${f%/}"
   done
+  return 0
 }
 
 fed_psql() {

@@ -1,57 +1,41 @@
 /* hub.c -- tongban-hub: admit registered nodes (CURVE + ZAP), verify each
- * batch's signature and sender, forward it to its destination with a window
- * of deliveries in flight, and ack the sender once the destination applied it. */
+ * batch's signature, sender and ACL, journal it (ack after fsync, group
+ * commit per receive burst), and deliver it from the journal to each
+ * destination -- node or topic subscribers -- with a window in flight and a
+ * persisted cursor per node. */
 #include "hub.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <zmq.h>
 
 #include "crypto.h"
+#include "hub_internal.h"
 #include "log.h"
 #include "pki.h"
 #include "wire.h"
 #include "zap.h"
 
-#define RID_MAX 256
-
-typedef struct {
-    uint64_t hub_seq;
-    char *sender;                 /* node id of the origin (points into peers) */
-    uint64_t sender_seq;
-    uint8_t *sb;                  /* serialised SignedBatch, verbatim */
-    size_t sb_len;
-    uint64_t sent_ms;             /* 0 = not in flight */
-    int acked;
-} pending_t;
-
-typedef struct {
-    char id[TB_ID_MAX + 1];
-    uint8_t curve_pub[32];
-    tb_cert_t *cert;
-    int online;
-    uint8_t rid[RID_MAX];
-    size_t rid_len;
-    uint64_t last_seen_ms;
-    pending_t *q;                 /* FIFO of batches for this node: q[head..len) */
-    size_t head, len, cap;
-    unsigned long batches_in, batches_out;
-} peer_t;
-
-struct hub {
-    tb_hub_config_t cfg;          /* shallow copy; strings owned by the caller */
-    void *ctx, *router, *zap;
-    tb_cert_t *ca;
-    peer_t *peers;
-    size_t npeers;
-    uint64_t next_hub_seq;
-    uint64_t last_stats_ms;
-    hub_stats_t stats;
-};
+#define BURST_MAX 1024          /* messages handled before a group commit */
+#define TIMER_MS 100
+#define SAVE_EVERY_MS 1000
+#define GC_EVERY_MS 60000
+#define RATE_EVERY_MS 5000
+#define STATS_EVERY_MS 30000
 
 static const char *comp = "hub";
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
 
 static peer_t *peer_by_id(hub_t *self, const char *id)
 {
@@ -60,56 +44,133 @@ static peer_t *peer_by_id(hub_t *self, const char *id)
     return NULL;
 }
 
+static int peer_revoked(const peer_t *p)
+{
+    return !p->reg || p->reg->revoked_ms != 0;
+}
+
 static const char *zap_lookup(void *arg, const uint8_t key[32])
 {
     hub_t *self = arg;
-    for (size_t i = 0; i < self->npeers; i++)
-        if (memcmp(self->peers[i].curve_pub, key, 32) == 0) return self->peers[i].id;
-    return NULL;
+    reg_node_t *n = registry_by_key(self->reg, key);
+    return n && !n->revoked_ms ? n->id : NULL;
 }
 
-tb_err_t hub_new(const tb_hub_config_t *cfg, hub_t **out, char *err, size_t errlen)
+/* ---- peers ---- */
+
+static int peer_init(hub_t *self, peer_t *p, reg_node_t *reg)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->id, sizeof p->id, "%s", reg->id);
+    p->reg = reg;
+    p->fd = -1;
+    p->dedup = dedup_new();
+    p->inflight = calloc((size_t)self->cfg->deliver_window, sizeof *p->inflight);
+    p->cursor = cursors_get(self->cursors, p->id);
+    return p->dedup && p->inflight ? 0 : -1;
+}
+
+static void peer_fini(peer_t *p)
+{
+    journal_reader_destroy(&p->reader);
+    dedup_destroy(&p->dedup);
+    free(p->inflight);
+    p->inflight = NULL;
+}
+
+/* Forgets what is in flight: the next pump resends from the cursor. */
+static void reset_delivery(peer_t *p)
+{
+    journal_reader_destroy(&p->reader);
+    p->ninflight = 0;
+}
+
+static void mark_offline(peer_t *p, const char *why)
+{
+    if (!p->online) return;
+    p->online = 0;
+    reset_delivery(p);
+    tb_log(TB_LOG_INFO, comp, "node_offline", "node=%s reason=%s backlog_batches=%llu", p->id, why,
+           (unsigned long long)p->backlog_batches);
+}
+
+/* Journal recovery: rebuild each sender's dedup memory and each node's backlog. */
+static void on_recovered(void *arg, const jrec_t *rec)
+{
+    hub_t *self = arg;
+    peer_t *s = peer_by_id(self, rec->sender);
+    if (s) {
+        Tongban__SignedBatch *sb = tongban__signed_batch__unpack(NULL, rec->batch_len, rec->batch);
+        if (sb) {
+            uint8_t d[16];
+            dedup_digest(sb->signature.data, sb->signature.len, d);
+            dedup_record(s->dedup, rec->sender_seq, d);
+            tongban__signed_batch__free_unpacked(sb, NULL);
+        }
+    }
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = &self->peers[i];
+        if (p->reg && rec->hub_seq > p->cursor && strcmp(rec->sender, p->id) != 0 &&
+            registry_wants(p->reg, rec->dest)) {
+            p->backlog_batches++;
+            p->backlog_bytes += rec->batch_len;
+        }
+    }
+}
+
+/* ---- setup ---- */
+
+tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, char *err,
+                 size_t errlen)
 {
     tb_err_t rc = TB_ERR_NOMEM;
-    char secret[41];
+    char secret[41], path[TB_PATH_MAX + 32];
     hub_t *self = calloc(1, sizeof *self);
     if (!self) return TB_ERR_NOMEM;
-    self->cfg = *cfg;
-    self->next_hub_seq = 1;
+    self->cfg = (tb_hub_config_t *)cfg;
+    self->cfg_path = cfg_path;
+    self->started_ms = tb_now_ms();
+    self->started_wall_ms = wall_ms();
 
-    rc = tb_cert_load_file(cfg->ca_certificate, &self->ca, err, errlen);
-    if (rc != TB_OK) goto fail;
-    self->peers = calloc(cfg->node_count ? cfg->node_count : 1, sizeof *self->peers);
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", cfg->data_dir, strerror(errno));
+        rc = TB_ERR_IO;
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/revoked", cfg->data_dir);
+    if ((rc = registry_load(cfg, path, &self->reg, err, errlen)) != TB_OK) goto fail;
+    snprintf(path, sizeof path, "%s/cursors", cfg->data_dir);
+    if ((rc = cursors_open(path, &self->cursors, err, errlen)) != TB_OK) goto fail;
+    self->peers = calloc(self->reg->n ? self->reg->n : 1, sizeof *self->peers);
     if (!self->peers) { rc = TB_ERR_NOMEM; goto fail; }
-    for (size_t i = 0; i < cfg->node_count; i++) {
-        const tb_hub_node_config_t *n = &cfg->nodes[i];
-        peer_t *p = &self->peers[self->npeers];
-        snprintf(p->id, sizeof p->id, "%s", n->id);
-        if (!zmq_z85_decode(p->curve_pub, n->curve_public)) {
-            snprintf(err, errlen, "node %s: curve_public is not a valid Z85 key", n->id);
-            rc = TB_ERR_CONFIG;
-            goto fail;
-        }
-        rc = tb_cert_load_file(n->certificate, &p->cert, err, errlen);
-        if (rc != TB_OK) goto fail;
-        self->npeers++;
-        char e2[TB_ERRLEN];
-        rc = tb_cert_verify_issued_by(p->cert, self->ca, e2, sizeof e2);
-        if (rc != TB_OK) {
-            snprintf(err, errlen, "%s: not issued by the national CA %s: %s", n->certificate,
-                     cfg->ca_certificate, e2);
-            goto fail;
-        }
-        if (strcmp(tb_cert_node_id(p->cert), n->id) != 0) {
-            snprintf(err, errlen, "%s: certificate is for node \"%s\", registry says \"%s\"",
-                     n->certificate, tb_cert_node_id(p->cert), n->id);
-            rc = TB_ERR_CERT;
+    for (size_t i = 0; i < self->reg->n; i++) {
+        if (peer_init(self, &self->peers[self->npeers++], &self->reg->nodes[i]) != 0) {
+            rc = TB_ERR_NOMEM;
             goto fail;
         }
     }
+
+    journal_opts_t jo;
+    journal_opts_init(&jo);
+    jo.segment_bytes = (uint64_t)cfg->segment_mb << 20;
+    jo.on_record = on_recovered;
+    jo.arg = self;
+    journal_report_t rep;
+    snprintf(path, sizeof path, "%s/journal", cfg->data_dir);
+    uint64_t t0 = tb_now_ms();
+    if ((rc = journal_open(path, &jo, &self->journal, &rep, err, errlen)) != TB_OK) goto fail;
+    tb_log(TB_LOG_INFO, comp, "journal_recovered",
+           "dir=%s records=%llu segments=%llu bytes=%llu first_seq=%llu last_seq=%llu truncated_bytes=%llu ms=%llu",
+           path, (unsigned long long)rep.records, (unsigned long long)rep.segments,
+           (unsigned long long)rep.bytes, (unsigned long long)rep.first_seq,
+           (unsigned long long)rep.last_seq, (unsigned long long)rep.truncated_bytes,
+           (unsigned long long)(tb_now_ms() - t0));
+    if (rep.truncated_bytes)
+        tb_log(TB_LOG_WARN, comp, "journal_torn_tail", "dir=%s truncated_bytes=%llu", path,
+               (unsigned long long)rep.truncated_bytes);
+
     rc = tb_pki_read_z85(cfg->curve_secret, 1, secret, err, errlen);
     if (rc != TB_OK) goto fail;
-
     rc = TB_ERR_IO;
     self->ctx = zmq_ctx_new();
     if (!self->ctx) goto zfail;
@@ -140,6 +201,7 @@ tb_err_t hub_new(const tb_hub_config_t *cfg, hub_t **out, char *err, size_t errl
         rc = TB_ERR_IO;
         goto fail;
     }
+    if ((rc = hub_admin_bind(self, err, errlen)) != TB_OK) goto fail;
     memset(secret, 0, sizeof secret);
     *out = self;
     return TB_OK;
@@ -157,15 +219,19 @@ void hub_destroy(hub_t **selfp)
     if (!self) return;
     if (self->router) zmq_close(self->router);
     if (self->zap) zmq_close(self->zap);
+    if (self->admin) zmq_close(self->admin);
     if (self->ctx) zmq_ctx_term(self->ctx);
-    for (size_t i = 0; i < self->npeers; i++) {
-        peer_t *p = &self->peers[i];
-        for (size_t j = p->head; j < p->len; j++) free(p->q[j].sb);
-        free(p->q);
-        tb_cert_destroy(&p->cert);
-    }
+    for (size_t i = 0; i < self->npeers; i++) peer_fini(&self->peers[i]);
     free(self->peers);
-    tb_cert_destroy(&self->ca);
+    free(self->acks);
+    if (self->cursors) {
+        char err[TB_ERRLEN];
+        if (cursors_save(self->cursors, err, sizeof err) != TB_OK)
+            tb_log(TB_LOG_ERROR, comp, "cursors_save_failed", "error=\"%s\"", err);
+    }
+    cursors_destroy(&self->cursors);
+    journal_destroy(&self->journal);
+    registry_destroy(&self->reg);
     free(self);
     *selfp = NULL;
 }
@@ -177,22 +243,11 @@ void hub_get_stats(const hub_t *self, hub_stats_t *out)
 
 /* ---- sending ---- */
 
-static void mark_offline(hub_t *self, peer_t *p, const char *why)
-{
-    if (!p->online) return;
-    p->online = 0;
-    for (size_t j = p->head; j < p->len; j++) p->q[j].sent_ms = 0;
-    size_t backlog = p->len - p->head;
-    tb_log(TB_LOG_INFO, comp, "node_offline", "node=%s reason=%s backlog_batches=%zu", p->id, why,
-           backlog);
-    (void)self;
-}
-
 static tb_err_t send_to(hub_t *self, peer_t *p, const Tongban__Frame *f)
 {
     if (!p->online) return TB_ERR_UNAVAILABLE;
     tb_err_t rc = tb_frame_send(self->router, p->rid, p->rid_len, f, ZMQ_DONTWAIT);
-    if (rc == TB_ERR_UNAVAILABLE) mark_offline(self, p, "unreachable");
+    if (rc == TB_ERR_UNAVAILABLE) mark_offline(p, "unreachable");
     return rc;
 }
 
@@ -208,197 +263,318 @@ static void send_nack(hub_t *self, peer_t *p, uint64_t seq, Tongban__NackReason 
     f.nack = &nack;
     send_to(self, p, &f);
     if ((unsigned)reason < 16) self->stats.rejected[reason]++;
+    p->rejected++;
 }
 
-/* Sends as many queued batches to p as its window allows (and resends those
- * whose delivery timed out). */
+static void reject(hub_t *self, peer_t *p, uint64_t seq, Tongban__NackReason reason,
+                   const char *detail)
+{
+    /* A verified batch refused for good (policy) no longer holds back its
+     * successors. Unverified seqs never move the sender's state. */
+    if (seq && (reason == TONGBAN__NACK_REASON__NACK_ACL ||
+                reason == TONGBAN__NACK_REASON__NACK_UNKNOWN_DEST))
+        dedup_skip(p->dedup, seq);
+    char q[TB_ERRLEN + 8];
+    tb_log(reason == TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH ? TB_LOG_ERROR : TB_LOG_WARN, comp,
+           "batch_rejected", "node=%s seq=%llu reason=%s detail=%s%s", p->id,
+           (unsigned long long)seq, tb_nack_reason_name(reason), tb_log_quote(detail, q, sizeof q),
+           reason == TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH ? " alarm=1" : "");
+    send_nack(self, p, seq, reason, detail);
+}
+
+/* The directory every node verifies signatures with: all registered nodes'
+ * certificates and revocation flags. Frees with free_directory. */
+static Tongban__DirectoryUpdate *build_directory(hub_t *self)
+{
+    size_t n = self->reg->n;
+    Tongban__DirectoryUpdate *dir = calloc(1, sizeof *dir);
+    Tongban__DirectoryEntry *ents = calloc(n ? n : 1, sizeof *ents);
+    Tongban__DirectoryEntry **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    if (!dir || !ents || !ptrs) {
+        free(dir);
+        free(ents);
+        free(ptrs);
+        return NULL;
+    }
+    tongban__directory_update__init(dir);
+    for (size_t i = 0; i < n; i++) {
+        const reg_node_t *r = &self->reg->nodes[i];
+        tongban__directory_entry__init(&ents[i]);
+        size_t len;
+        const char *pem = tb_cert_pem(r->cert, &len);
+        ents[i].node_id = (char *)r->id;
+        ents[i].certificate_pem.data = (uint8_t *)pem;
+        ents[i].certificate_pem.len = len;
+        ents[i].revoked = r->revoked_ms != 0;
+        ptrs[i] = &ents[i];
+    }
+    dir->n_nodes = n;
+    dir->nodes = ptrs;
+    return dir;
+}
+
+static void free_directory(Tongban__DirectoryUpdate *dir)
+{
+    if (!dir) return;
+    if (dir->nodes) free(dir->nodes[0]);
+    free(dir->nodes);
+    free(dir);
+}
+
+/* Sends as many journaled batches to p as its window allows. */
+static int want_dest(void *arg, const char *dest)
+{
+    const peer_t *p = arg;
+    return p->reg && registry_wants(p->reg, dest);
+}
+
+static void advance_cursor(hub_t *self, peer_t *p)
+{
+    size_t k = 0;
+    uint64_t c = p->cursor;
+    while (k < p->ninflight && p->inflight[k].acked) c = p->inflight[k++].hub_seq;
+    if (k) {
+        memmove(p->inflight, p->inflight + k, (p->ninflight - k) * sizeof *p->inflight);
+        p->ninflight -= k;
+    }
+    if (p->ninflight == 0 && p->reader) {
+        uint64_t pos = journal_reader_pos(p->reader);
+        if (pos > c) c = pos;
+    }
+    if (c != p->cursor) {
+        p->cursor = c;
+        cursors_set(self->cursors, p->id, c);
+    }
+}
+
 static void pump(hub_t *self, peer_t *p, uint64_t now)
 {
-    if (!p->online) return;
-    size_t inflight = 0;
-    for (size_t j = p->head; j < p->len; j++) {
-        pending_t *e = &p->q[j];
-        if (e->acked) continue;
-        if (e->sent_ms && now - e->sent_ms < (uint64_t)self->cfg.redeliver_ms) {
-            inflight++;
-            continue;
-        }
-        if (inflight >= (size_t)self->cfg.deliver_window) break;
-        uint8_t *buf;
-        size_t len;
-        if (tb_frame_deliver(e->hub_seq, e->sb, e->sb_len, &buf, &len) != TB_OK) return;
-        tb_err_t rc = tb_frame_send_raw(self->router, p->rid, p->rid_len, buf, len, ZMQ_DONTWAIT);
-        free(buf);
+    char err[TB_ERRLEN];
+    if (!p->online || peer_revoked(p)) return;
+    if (!p->reader) {
+        tb_err_t rc = journal_reader_new(self->journal, p->cursor, &p->reader, err, sizeof err);
         if (rc != TB_OK) {
-            mark_offline(self, p, "unreachable");
+            tb_log(TB_LOG_ERROR, comp, "journal_read_failed", "node=%s cursor=%llu error=\"%s\"", p->id,
+                   (unsigned long long)p->cursor, err);
             return;
         }
-        if (e->sent_ms)
-            tb_log(TB_LOG_INFO, comp, "redeliver", "node=%s hub_seq=%llu", p->id,
-                   (unsigned long long)e->hub_seq);
+        p->ninflight = 0;
+    }
+    while (p->ninflight < (size_t)self->cfg->deliver_window) {
+        jrec_t rec;
+        int got = 0;
+        tb_err_t rc = journal_reader_next(p->reader, want_dest, p, &rec, &got, err, sizeof err);
+        if (rc != TB_OK) {
+            tb_log(TB_LOG_ERROR, comp, "journal_read_failed", "node=%s error=\"%s\"", p->id, err);
+            break;
+        }
+        if (!got) break;
+        inflight_t *e = &p->inflight[p->ninflight];
+        e->hub_seq = rec.hub_seq;
+        e->bytes = rec.batch_len;
         e->sent_ms = now ? now : 1;
-        inflight++;
+        e->acked = 0;
+        if (strcmp(rec.sender, p->id) == 0) {   /* own topic batch: not echoed */
+            e->acked = 1;
+            p->ninflight++;
+            continue;
+        }
+        uint8_t *buf;
+        size_t len;
+        if (tb_frame_deliver(rec.hub_seq, rec.batch, rec.batch_len, &buf, &len) != TB_OK) break;
+        rc = tb_frame_send_raw(self->router, p->rid, p->rid_len, buf, len, ZMQ_DONTWAIT);
+        free(buf);
+        if (rc != TB_OK) {
+            mark_offline(p, "unreachable");
+            return;
+        }
+        p->ninflight++;
         p->batches_out++;
+        p->bytes_out += len;
         self->stats.batches_out++;
     }
+    advance_cursor(self, p);
 }
 
 /* ---- receiving ---- */
 
-static void on_hello(hub_t *self, peer_t *p, const Tongban__Hello *h)
+static void on_hello(hub_t *self, peer_t *p, const Tongban__Hello *h, uint64_t now)
 {
     if (!h->node_id || strcmp(h->node_id, p->id) != 0) {
-        tb_log(TB_LOG_WARN, comp, "hello_rejected", "node=%s claimed=%s reason=wrong_sender",
-               p->id, h->node_id ? h->node_id : "");
-        self->stats.rejected[TONGBAN__NACK_REASON__NACK_WRONG_SENDER]++;
+        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_WRONG_SENDER, "Hello names another node");
         return;
     }
-    size_t n = self->npeers;
-    Tongban__DirectoryEntry *ents = calloc(n ? n : 1, sizeof *ents);
-    Tongban__DirectoryEntry **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    if (!ents || !ptrs) goto done;
-    for (size_t i = 0; i < n; i++) {
-        tongban__directory_entry__init(&ents[i]);
-        size_t len;
-        const char *pem = tb_cert_pem(self->peers[i].cert, &len);
-        ents[i].node_id = self->peers[i].id;
-        ents[i].certificate_pem.data = (uint8_t *)pem;
-        ents[i].certificate_pem.len = len;
-        ptrs[i] = &ents[i];
-    }
-    Tongban__DirectoryUpdate dir = TONGBAN__DIRECTORY_UPDATE__INIT;
-    dir.n_nodes = n;
-    dir.nodes = ptrs;
+    Tongban__DirectoryUpdate *dir = build_directory(self);
+    if (!dir) return;
     Tongban__Welcome w = TONGBAN__WELCOME__INIT;
-    w.hub_id = self->cfg.id;
+    w.hub_id = self->cfg->id;
     w.protocol = TB_PROTOCOL_VERSION;
-    w.directory = &dir;
+    w.directory = dir;
     Tongban__Frame f = TONGBAN__FRAME__INIT;
     f.kind_case = TONGBAN__FRAME__KIND_WELCOME;
     f.welcome = &w;
-    /* A (re)connecting node: everything unacked is sent again. */
-    for (size_t j = p->head; j < p->len; j++) p->q[j].sent_ms = 0;
+    reset_delivery(p);            /* a (re)connecting node gets everything after its cursor */
     if (send_to(self, p, &f) == TB_OK)
-        tb_log(TB_LOG_INFO, comp, "node_welcome", "node=%s software=%s backlog_batches=%zu", p->id,
-               h->software ? h->software : "", p->len - p->head);
-done:
-    free(ents);
-    free(ptrs);
+        tb_log(TB_LOG_INFO, comp, "node_welcome", "node=%s software=%s cursor=%llu backlog_batches=%llu",
+               p->id, h->software ? h->software : "", (unsigned long long)p->cursor,
+               (unsigned long long)p->backlog_batches);
+    free_directory(dir);
+    pump(self, p, now);
 }
 
-static int queue_push(peer_t *p, pending_t e)
+static void queue_ack(hub_t *self, peer_t *p, uint64_t seq)
 {
-    if (p->head > 0 && p->head == p->len) p->head = p->len = 0;
-    if (p->len == p->cap) {
-        if (p->head > p->cap / 2) {
-            memmove(p->q, p->q + p->head, (p->len - p->head) * sizeof *p->q);
-            p->len -= p->head;
-            p->head = 0;
-        } else {
-            size_t cap = p->cap ? p->cap * 2 : 64;
-            pending_t *q = realloc(p->q, cap * sizeof *q);
-            if (!q) return -1;
-            p->q = q;
-            p->cap = cap;
-        }
+    if (self->nacks == self->acks_cap) {
+        size_t cap = self->acks_cap ? self->acks_cap * 2 : 256;
+        ack_wait_t *a = realloc(self->acks, cap * sizeof *a);
+        if (!a) return;   /* the sender resends; the resend is deduplicated */
+        self->acks = a;
+        self->acks_cap = cap;
     }
-    p->q[p->len++] = e;
-    return 0;
+    self->acks[self->nacks].peer = p;
+    self->acks[self->nacks].seq = seq;
+    self->nacks++;
 }
 
-static void on_batch(hub_t *self, peer_t *p, const Tongban__SignedBatch *sb, uint64_t now)
+static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
 {
     char err[TB_ERRLEN] = "";
     Tongban__Batch *b = NULL;
-    tb_err_t rc = tb_batch_verify(sb, p->cert, &b, err, sizeof err);
-    if (rc != TB_OK) {
-        /* Best effort: tell the sender which seq was refused. */
-        uint64_t seq = 0;
-        Tongban__Batch *peek = tongban__batch__unpack(NULL, sb->body.len, sb->body.data);
-        if (peek) { seq = peek->seq; tongban__batch__free_unpacked(peek, NULL); }
-        Tongban__NackReason r = rc == TB_ERR_BADSIG ? TONGBAN__NACK_REASON__NACK_BAD_SIGNATURE
-                               : strstr(err, "sender") ? TONGBAN__NACK_REASON__NACK_WRONG_SENDER
-                                                       : TONGBAN__NACK_REASON__NACK_MALFORMED;
-        char q[TB_ERRLEN + 8];
-        tb_log(TB_LOG_WARN, comp, "batch_rejected", "node=%s seq=%llu reason=%s detail=%s", p->id,
-               (unsigned long long)seq, tb_nack_reason_name(r), tb_log_quote(err, q, sizeof q));
-        send_nack(self, p, seq, r, err);
+    Tongban__SignedBatch *sb = tongban__signed_batch__unpack(NULL, raw_len, raw);
+    if (!sb) {
+        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable SignedBatch");
         return;
     }
-    peer_t *dest = b->dest ? peer_by_id(self, b->dest) : NULL;
-    if (!dest || dest == p) {
-        snprintf(err, sizeof err, "destination \"%s\" is not a registered node", b->dest ? b->dest : "");
-        tb_log(TB_LOG_WARN, comp, "batch_rejected", "node=%s seq=%llu reason=unknown_dest dest=%s",
-               p->id, (unsigned long long)b->seq, b->dest ? b->dest : "");
-        send_nack(self, p, b->seq, TONGBAN__NACK_REASON__NACK_UNKNOWN_DEST, err);
+    if (peer_revoked(p)) {
+        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_REVOKED, "this node is revoked");
         goto done;
     }
-    /* A resend of a batch still queued: same bytes -> nothing to do (its
-     * Ack follows the delivery); different bytes under one seq -> alarm. */
-    for (size_t j = dest->head; j < dest->len; j++) {
-        pending_t *e = &dest->q[j];
-        if (e->sender_seq == b->seq && strcmp(e->sender, p->id) == 0) {
-            size_t n = tongban__signed_batch__get_packed_size(sb);
-            uint8_t *mine = malloc(n ? n : 1);
-            int same = 0;
-            if (mine) {
-                tongban__signed_batch__pack(sb, mine);
-                same = n == e->sb_len && memcmp(mine, e->sb, n) == 0;
-                free(mine);
-            }
-            if (!same) {
-                tb_log(TB_LOG_ERROR, comp, "batch_rejected",
-                       "node=%s seq=%llu reason=replay_mismatch alarm=1", p->id,
-                       (unsigned long long)b->seq);
-                send_nack(self, p, b->seq, TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH,
-                          "a different batch with this seq is already queued");
-            }
-            goto done;
+    tb_err_t rc = tb_batch_verify(sb, p->reg->cert, &b, err, sizeof err);
+    if (rc != TB_OK) {
+        uint64_t seq = 0;
+        Tongban__Batch *peek = tongban__batch__unpack(NULL, sb->body.len, sb->body.data);
+        if (peek) {
+            seq = peek->seq;
+            tongban__batch__free_unpacked(peek, NULL);
+        }
+        Tongban__NackReason r = rc == TB_ERR_BADSIG ? TONGBAN__NACK_REASON__NACK_BAD_SIGNATURE
+                               : strstr(err, "sender") ? TONGBAN__NACK_REASON__NACK_WRONG_SENDER
+                               : strstr(err, "key id") ? TONGBAN__NACK_REASON__NACK_UNKNOWN_CERT
+                                                       : TONGBAN__NACK_REASON__NACK_MALFORMED;
+        reject(self, p, seq, r, err);
+        goto done;
+    }
+    uint8_t digest[16];
+    dedup_digest(sb->signature.data, sb->signature.len, digest);
+    switch (dedup_check(p->dedup, b->seq, digest)) {
+    case DEDUP_SAME:
+    case DEDUP_OLD:
+        self->stats.duplicates++;
+        tb_log(TB_LOG_INFO, comp, "duplicate_batch", "node=%s seq=%llu action=ack_again", p->id,
+               (unsigned long long)b->seq);
+        queue_ack(self, p, b->seq);
+        goto done;
+    case DEDUP_CONFLICT:
+        reject(self, p, b->seq, TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH,
+               "a different batch was already accepted under this seq");
+        goto done;
+    case DEDUP_NEW:
+        break;
+    }
+    /* FIFO per sender: a batch is accepted only after its predecessor, so a
+     * batch lost in flight (hub crash) cannot be overtaken by later ones. */
+    if (b->prev_seq && b->prev_seq > dedup_high(p->dedup)) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "predecessor %llu not accepted yet: resend from %llu",
+                 (unsigned long long)b->prev_seq, (unsigned long long)dedup_high(p->dedup) + 1);
+        reject(self, p, b->seq, TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER, detail);
+        goto done;
+    }
+    Tongban__NackReason why = registry_check(self->reg, p->reg, b, err, sizeof err);
+    if (why != TONGBAN__NACK_REASON__NACK_UNSPECIFIED) {
+        reject(self, p, b->seq, why, err);
+        goto done;
+    }
+    uint64_t hub_seq = 0;
+    rc = journal_append(self->journal, p->id, b->seq, b->dest, raw, raw_len, &hub_seq, err, sizeof err);
+    if (rc != TB_OK) {
+        if (!self->storage_failed)
+            tb_log(TB_LOG_ERROR, comp, "journal_append_failed", "error=\"%s\"", err);
+        self->storage_failed = 1;
+        reject(self, p, b->seq, TONGBAN__NACK_REASON__NACK_STORAGE, err);
+        goto done;
+    }
+    if (self->storage_failed) {
+        tb_log(TB_LOG_INFO, comp, "journal_writable_again", "hub_seq=%llu", (unsigned long long)hub_seq);
+        self->storage_failed = 0;
+    }
+    dedup_record(p->dedup, b->seq, digest);
+    queue_ack(self, p, b->seq);
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *d = &self->peers[i];
+        if (d != p && d->reg && registry_wants(d->reg, b->dest)) {
+            d->backlog_batches++;
+            d->backlog_bytes += raw_len;
         }
     }
-    pending_t e = { 0 };
-    e.hub_seq = self->next_hub_seq++;
-    e.sender = p->id;
-    e.sender_seq = b->seq;
-    e.sb_len = tongban__signed_batch__get_packed_size(sb);
-    e.sb = malloc(e.sb_len ? e.sb_len : 1);
-    if (!e.sb || queue_push(dest, e) != 0) {
-        free(e.sb);
-        send_nack(self, p, b->seq, TONGBAN__NACK_REASON__NACK_OVERLOADED, "hub out of memory");
-        goto done;
-    }
-    tongban__signed_batch__pack(sb, e.sb);
     p->batches_in++;
+    p->records_in += b->n_entries;
     self->stats.batches_in++;
     self->stats.records_in += b->n_entries;
     tb_log(TB_LOG_DEBUG, comp, "batch_accepted", "node=%s seq=%llu dest=%s entries=%zu hub_seq=%llu",
-           p->id, (unsigned long long)b->seq, dest->id, b->n_entries, (unsigned long long)e.hub_seq);
-    pump(self, dest, now);
+           p->id, (unsigned long long)b->seq, b->dest, b->n_entries, (unsigned long long)hub_seq);
 done:
-    tongban__batch__free_unpacked(b, NULL);
+    if (b) tongban__batch__free_unpacked(b, NULL);
+    tongban__signed_batch__free_unpacked(sb, NULL);
+}
+
+/* Group commit: one fsync for everything journaled in this burst, then the
+ * Acks, then deliveries of what just became durable. */
+static void flush(hub_t *self, uint64_t now)
+{
+    if (self->nacks == 0) return;
+    char err[TB_ERRLEN];
+    if (journal_durable_seq(self->journal) < journal_last_seq(self->journal)) {
+        if (journal_sync(self->journal, err, sizeof err) != TB_OK) {
+            /* After a failed fdatasync the kernel may have dropped the data
+             * and a retry could falsely succeed: nothing is acked, and the
+             * hub stops (fail-stop, as PostgreSQL does); recovery at the
+             * next start finds out what is really on disk. */
+            tb_log(TB_LOG_ERROR, comp, "journal_sync_failed", "error=\"%s\" action=stop", err);
+            for (size_t i = 0; i < self->nacks; i++)
+                send_nack(self, self->acks[i].peer, self->acks[i].seq,
+                          TONGBAN__NACK_REASON__NACK_STORAGE, err);
+            self->nacks = 0;
+            self->storage_failed = 1;
+            self->fatal = 1;
+            return;
+        }
+        self->stats.syncs++;
+    }
+    for (size_t i = 0; i < self->nacks; i++) {
+        Tongban__Ack ack = TONGBAN__ACK__INIT;
+        ack.seq = self->acks[i].seq;
+        Tongban__Frame f = TONGBAN__FRAME__INIT;
+        f.kind_case = TONGBAN__FRAME__KIND_ACK;
+        f.ack = &ack;
+        if (send_to(self, self->acks[i].peer, &f) == TB_OK) self->stats.acks_out++;
+    }
+    self->nacks = 0;
+    for (size_t i = 0; i < self->npeers; i++) pump(self, &self->peers[i], now);
 }
 
 static void on_deliver_ack(hub_t *self, peer_t *p, uint64_t hub_seq, uint64_t now)
 {
-    for (size_t j = p->head; j < p->len; j++) {
-        pending_t *e = &p->q[j];
+    for (size_t k = 0; k < p->ninflight; k++) {
+        inflight_t *e = &p->inflight[k];
         if (e->hub_seq != hub_seq || e->acked) continue;
         e->acked = 1;
-        peer_t *src = peer_by_id(self, e->sender);
-        if (src) {
-            Tongban__Ack ack = TONGBAN__ACK__INIT;
-            ack.seq = e->sender_seq;
-            Tongban__Frame f = TONGBAN__FRAME__INIT;
-            f.kind_case = TONGBAN__FRAME__KIND_ACK;
-            f.ack = &ack;
-            if (send_to(self, src, &f) == TB_OK) self->stats.acks_out++;
-        }
+        p->acks_in++;
+        if (p->backlog_batches) p->backlog_batches--;
+        p->backlog_bytes = p->backlog_bytes > e->bytes ? p->backlog_bytes - e->bytes : 0;
         break;
     }
-    while (p->head < p->len && p->q[p->head].acked) {
-        free(p->q[p->head].sb);
-        p->head++;
-    }
+    advance_cursor(self, p);
     pump(self, p, now);
 }
 
@@ -410,7 +586,6 @@ static void on_router(hub_t *self, uint64_t now)
     if (zmq_msg_recv(&rid, self->router, ZMQ_DONTWAIT) < 0) goto done;
     if (!zmq_msg_more(&rid) || zmq_msg_recv(&body, self->router, 0) < 0) goto done;
     if (zmq_msg_more(&body)) {
-        /* Wrong frame count: drain and drop. */
         self->stats.malformed_frames++;
         tb_log(TB_LOG_WARN, comp, "frame_rejected", "reason=malformed detail=\"too many parts\"");
         while (zmq_msg_more(&body)) {
@@ -422,30 +597,37 @@ static void on_router(hub_t *self, uint64_t now)
     }
     const char *user = zmq_msg_gets(&body, "User-Id");
     peer_t *p = user ? peer_by_id(self, user) : NULL;
-    if (!p) {
+    if (!p || zmq_msg_size(&rid) > RID_MAX) {
         self->stats.malformed_frames++;
         goto done;
     }
-    if (zmq_msg_size(&rid) > RID_MAX) goto done;
     p->last_seen_ms = now;
+    p->last_seen_wall_ms = wall_ms();
     if (!p->online || p->rid_len != zmq_msg_size(&rid) ||
         memcmp(p->rid, zmq_msg_data(&rid), p->rid_len) != 0) {
         p->rid_len = zmq_msg_size(&rid);
         memcpy(p->rid, zmq_msg_data(&rid), p->rid_len);
         if (!p->online) tb_log(TB_LOG_INFO, comp, "node_online", "node=%s", p->id);
+        else reset_delivery(p);   /* a new connection: what was in flight went to the old one */
         p->online = 1;
     }
-    Tongban__Frame *f = tongban__frame__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
+    p->fd = zmq_msg_get(&body, ZMQ_SRCFD);
+    const uint8_t *data = zmq_msg_data(&body), *inner;
+    size_t size = zmq_msg_size(&body), inner_len;
+    uint32_t field;
+    if (tb_frame_inner(data, size, &field, &inner, &inner_len) == TB_OK &&
+        field == TONGBAN__FRAME__KIND_BATCH) {
+        on_batch(self, p, inner, inner_len);   /* journaled verbatim, no re-encoding */
+        goto done;
+    }
+    Tongban__Frame *f = tongban__frame__unpack(NULL, size, data);
     if (!f) {
         self->stats.malformed_frames++;
-        tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=malformed bytes=%zu", p->id,
-               zmq_msg_size(&body));
-        send_nack(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable frame");
+        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable frame");
         goto done;
     }
     switch (f->kind_case) {
-    case TONGBAN__FRAME__KIND_HELLO: on_hello(self, p, f->hello); break;
-    case TONGBAN__FRAME__KIND_BATCH: on_batch(self, p, f->batch, now); break;
+    case TONGBAN__FRAME__KIND_HELLO: on_hello(self, p, f->hello, now); break;
     case TONGBAN__FRAME__KIND_DELIVER_ACK: on_deliver_ack(self, p, f->deliver_ack->hub_seq, now); break;
     case TONGBAN__FRAME__KIND_HEARTBEAT: {
         Tongban__Heartbeat hb = TONGBAN__HEARTBEAT__INIT;
@@ -454,7 +636,6 @@ static void on_router(hub_t *self, uint64_t now)
         r.kind_case = TONGBAN__FRAME__KIND_HEARTBEAT;
         r.heartbeat = &hb;
         send_to(self, p, &r);
-        pump(self, p, now);
         break;
     }
     default:
@@ -469,64 +650,207 @@ done:
     zmq_msg_close(&body);
 }
 
-static void on_timer(hub_t *self, uint64_t now)
+/* ---- operator actions ---- */
+
+static void broadcast_directory(hub_t *self)
 {
+    Tongban__DirectoryUpdate *dir = build_directory(self);
+    if (!dir) return;
+    Tongban__Frame f = TONGBAN__FRAME__INIT;
+    f.kind_case = TONGBAN__FRAME__KIND_DIRECTORY;
+    f.directory = dir;
+    for (size_t i = 0; i < self->npeers; i++)
+        if (self->peers[i].online && !peer_revoked(&self->peers[i])) send_to(self, &self->peers[i], &f);
+    free_directory(dir);
+}
+
+tb_err_t hub_revoke(hub_t *self, const char *id, char *err, size_t errlen)
+{
+    tb_err_t rc = registry_revoke(self->reg, id, err, errlen);
+    if (rc != TB_OK) return rc;
+    peer_t *p = peer_by_id(self, id);
+    if (p && p->online) {
+        /* libzmq has no call to drop one peer of a ROUTER: shut its socket
+         * down (the fd of its last message); ZAP refuses it from now on. */
+        if (p->fd >= 0) shutdown(p->fd, SHUT_RDWR);
+        mark_offline(p, "revoked");
+    }
+    tb_log(TB_LOG_WARN, comp, "node_revoked", "node=%s", id);
+    broadcast_directory(self);
+    return TB_OK;
+}
+
+tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
+{
+    tb_hub_config_t *cfg = calloc(1, sizeof *cfg);
+    tb_config_errors_t errs = { 0 };
+    registry_t *reg = NULL;
+    char path[TB_PATH_MAX + 32];
+    if (!cfg) return TB_ERR_NOMEM;
+    tb_err_t rc = tb_hub_config_load(self->cfg_path, cfg, &errs);
+    if (rc != TB_OK) {
+        for (size_t i = 0; i < errs.count; i++)
+            tb_log(TB_LOG_ERROR, comp, "reload_config_error", "problem=\"%s\"", errs.lines[i]);
+        snprintf(err, errlen, "%s: %zu problem(s), registry not reloaded (see log)", self->cfg_path,
+                 errs.count);
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/revoked", self->cfg->data_dir);
+    if ((rc = registry_load(cfg, path, &reg, err, errlen)) != TB_OK) goto fail;
+    if (strcmp(cfg->listen, self->cfg->listen) || strcmp(cfg->data_dir, self->cfg->data_dir) ||
+        strcmp(cfg->curve_secret, self->cfg->curve_secret) ||
+        cfg->deliver_window != self->cfg->deliver_window)
+        tb_log(TB_LOG_WARN, comp, "reload_needs_restart",
+               "detail=\"hub.listen, hub.data_dir, hub.curve_secret and limits.deliver_window take effect after a restart\"");
+    peer_t *peers = realloc(self->peers, (self->npeers + reg->n) * sizeof *peers);
+    if (!peers) { rc = TB_ERR_NOMEM; goto fail; }
+    self->peers = peers;
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = &self->peers[i];
-        if (p->online && now - p->last_seen_ms > (uint64_t)self->cfg.heartbeat_timeout_ms)
-            mark_offline(self, p, "heartbeat_timeout");
+        p->reg = registry_node(reg, p->id);
+        if (!p->reg && p->online) mark_offline(p, "removed_from_registry");
+    }
+    size_t added = 0;
+    for (size_t i = 0; i < reg->n; i++) {
+        if (peer_by_id(self, reg->nodes[i].id)) continue;
+        if (peer_init(self, &self->peers[self->npeers], &reg->nodes[i]) != 0) { rc = TB_ERR_NOMEM; goto fail; }
+        self->npeers++;
+        added++;
+    }
+    registry_destroy(&self->reg);
+    self->reg = reg;
+    reg = NULL;
+    for (size_t i = 0; i < self->npeers; i++) reset_delivery(&self->peers[i]);
+    tb_log(TB_LOG_INFO, comp, "registry_reloaded", "nodes=%zu topics=%zu added=%zu", self->reg->n,
+           self->reg->ntopics, added);
+    broadcast_directory(self);
+    tb_config_errors_free(&errs);
+    /* The registry copied what it needs; limits keep their start-up values. */
+    tb_hub_config_free(cfg);
+    free(cfg);
+    return TB_OK;
+fail:
+    registry_destroy(&reg);
+    tb_config_errors_free(&errs);
+    tb_hub_config_free(cfg);
+    free(cfg);
+    return rc != TB_OK ? rc : TB_ERR_CONFIG;
+}
+
+/* ---- timers ---- */
+
+static void on_timer(hub_t *self, uint64_t now)
+{
+    char err[TB_ERRLEN];
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = &self->peers[i];
+        if (p->online && now - p->last_seen_ms > (uint64_t)self->cfg->heartbeat_timeout_ms)
+            mark_offline(p, "heartbeat_timeout");
+        for (size_t k = 0; k < p->ninflight; k++) {
+            if (!p->inflight[k].acked && now - p->inflight[k].sent_ms > (uint64_t)self->cfg->redeliver_ms) {
+                tb_log(TB_LOG_INFO, comp, "redeliver", "node=%s from_hub_seq=%llu", p->id,
+                       (unsigned long long)p->inflight[k].hub_seq);
+                reset_delivery(p);
+                break;
+            }
+        }
         pump(self, p, now);
     }
-    if (now - self->last_stats_ms >= 30000) {
+    if (now - self->last_save_ms >= SAVE_EVERY_MS) {
+        self->last_save_ms = now;
+        if (cursors_save(self->cursors, err, sizeof err) != TB_OK)
+            tb_log(TB_LOG_ERROR, comp, "cursors_save_failed", "error=\"%s\"", err);
+    }
+    if (now - self->last_rate_ms >= RATE_EVERY_MS) {
+        double secs = (double)(now - self->last_rate_ms) / 1000.0;
+        for (size_t i = 0; i < self->npeers; i++) {
+            peer_t *p = &self->peers[i];
+            p->rate_in = (double)(p->records_in - p->rate_mark_in) / secs;
+            p->rate_out = (double)(p->batches_out - p->rate_mark_out) / secs;
+            p->rate_mark_in = p->records_in;
+            p->rate_mark_out = p->batches_out;
+        }
+        self->last_rate_ms = now;
+    }
+    if (now - self->last_gc_ms >= GC_EVERY_MS) {
+        self->last_gc_ms = now;
+        uint64_t min = UINT64_MAX;
+        for (size_t i = 0; i < self->npeers; i++)
+            if (self->peers[i].reg && self->peers[i].cursor < min) min = self->peers[i].cursor;
+        size_t removed = 0;
+        if (min != UINT64_MAX &&
+            journal_gc(self->journal, min, (int64_t)self->cfg->retention_hours * 3600000, &removed, err,
+                       sizeof err) != TB_OK)
+            tb_log(TB_LOG_ERROR, comp, "journal_gc_failed", "error=\"%s\"", err);
+        else if (removed)
+            tb_log(TB_LOG_INFO, comp, "journal_gc", "segments_removed=%zu min_cursor=%llu", removed,
+                   (unsigned long long)min);
+    }
+    if (now - self->last_stats_ms >= STATS_EVERY_MS) {
         self->last_stats_ms = now;
         tb_log(TB_LOG_INFO, comp, "stats",
-               "batches_in=%lu records_in=%lu batches_out=%lu acks_out=%lu zap_denied=%lu malformed=%lu",
+               "batches_in=%lu records_in=%lu batches_out=%lu acks_out=%lu duplicates=%lu syncs=%lu "
+               "zap_denied=%lu malformed=%lu journal_bytes=%llu",
                self->stats.batches_in, self->stats.records_in, self->stats.batches_out,
-               self->stats.acks_out, self->stats.zap_denied, self->stats.malformed_frames);
+               self->stats.acks_out, self->stats.duplicates, self->stats.syncs, self->stats.zap_denied,
+               self->stats.malformed_frames, (unsigned long long)journal_bytes(self->journal));
     }
 }
 
-tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop)
+tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
-    tb_log(TB_LOG_INFO, comp, "started", "hub=%s listen=%s nodes=%zu version=%s", self->cfg.id,
-           self->cfg.listen, self->npeers, TB_VERSION_STRING);
-    uint64_t last_timer = 0;
-    self->last_stats_ms = tb_now_ms();
-    while (!*stop) {
+    tb_log(TB_LOG_INFO, comp, "started", "hub=%s listen=%s nodes=%zu topics=%zu journal_last_seq=%llu version=%s",
+           self->cfg->id, self->cfg->listen, self->npeers, self->reg->ntopics,
+           (unsigned long long)journal_last_seq(self->journal), TB_VERSION_STRING);
+    self->last_stats_ms = self->last_rate_ms = self->last_gc_ms = tb_now_ms();
+    while (!*stop && !self->fatal) {
+        if (reload && *reload) {
+            *reload = 0;
+            char err[TB_ERRLEN];
+            if (hub_reload(self, err, sizeof err) != TB_OK)
+                tb_log(TB_LOG_ERROR, comp, "reload_failed", "error=\"%s\"", err);
+        }
         zmq_pollitem_t items[] = {
             { self->zap, 0, ZMQ_POLLIN, 0 },
             { self->router, 0, ZMQ_POLLIN, 0 },
+            { self->admin, 0, ZMQ_POLLIN, 0 },
         };
-        int n = zmq_poll(items, 2, 100);
-        if (n < 0) {
-            if (errno == EINTR) continue;
+        int n = zmq_poll(items, 3, TIMER_MS);
+        if (n < 0 && errno != EINTR) {
             tb_log(TB_LOG_ERROR, comp, "poll_failed", "error=\"%s\"", zmq_strerror(errno));
             return TB_ERR_IO;
         }
         uint64_t now = tb_now_ms();
-        if (items[0].revents & ZMQ_POLLIN) {
+        if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
             char who[128];
-            int ok = zap_handle(self->zap, zap_lookup, self, who, sizeof who);
-            if (ok != 1) {
+            if (zap_handle(self->zap, zap_lookup, self, who, sizeof who) != 1) {
                 self->stats.zap_denied++;
                 tb_log(TB_LOG_WARN, comp, "connection_refused", "reason=unregistered_key %s", who);
             }
         }
-        if (items[1].revents & ZMQ_POLLIN) {
-            for (int i = 0; i < 256; i++) {
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            for (int i = 0; i < BURST_MAX; i++) {
                 int ev = 0;
                 size_t evlen = sizeof ev;
                 if (zmq_getsockopt(self->router, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN))
                     break;
                 on_router(self, now);
             }
+            flush(self, now);
         }
-        if (now - last_timer >= 100) {
-            last_timer = now;
+        if (n > 0 && (items[2].revents & ZMQ_POLLIN)) hub_admin_handle(self);
+        if (now - self->last_timer_ms >= TIMER_MS) {
+            self->last_timer_ms = now;
             on_timer(self, now);
         }
     }
-    tb_log(TB_LOG_INFO, comp, "stopped", "batches_in=%lu batches_out=%lu", self->stats.batches_in,
-           self->stats.batches_out);
+    if (self->fatal) return TB_ERR_IO;
+    flush(self, tb_now_ms());
+    char err[TB_ERRLEN];
+    if (journal_sync(self->journal, err, sizeof err) != TB_OK)
+        tb_log(TB_LOG_ERROR, comp, "journal_sync_failed", "error=\"%s\"", err);
+    tb_log(TB_LOG_INFO, comp, "stopped", "batches_in=%lu batches_out=%lu journal_last_seq=%llu",
+           self->stats.batches_in, self->stats.batches_out,
+           (unsigned long long)journal_last_seq(self->journal));
     return TB_OK;
 }

@@ -1,11 +1,7 @@
 /* hub.h -- the tongban-hub event loop: CURVE-authenticated ROUTER, batch
- * verification and forwarding between registered nodes.
- *
- * This release keeps its queues in memory and acknowledges a batch to its
- * sender only after the destination node has applied it (DeliverAck), so a
- * hub crash loses nothing acknowledged: unacked batches stay in the
- * sender's database and are resent. The durable journal comes with the
- * hub-storage issue.
+ * verification and ACLs, a durable journal (ack after fsync), per-node
+ * delivery cursors with a window of batches in flight, topics, revocation
+ * and the operator's admin channel.
  */
 #ifndef TB_HUB_H
 #define TB_HUB_H
@@ -17,21 +13,26 @@
 
 typedef struct hub hub_t;
 
-/* Builds the hub: loads the CA, every registered node's certificate (each
- * must be issued by the CA, with CN == its id) and the CURVE secret, binds
- * the ZAP handler and the ROUTER. On error err names the file or endpoint. */
-tb_err_t hub_new(const tb_hub_config_t *cfg, hub_t **out, char *err, size_t errlen);
+/* Builds the hub from cfg (loaded from cfg_path; both must outlive the hub):
+ * loads the registry (every node certificate must be issued by the CA and
+ * name its node), opens and recovers the journal and the cursors in
+ * data_dir, binds the ZAP handler, the ROUTER and the admin socket. On
+ * error err names the file, journal offset or endpoint. */
+tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, char *err,
+                 size_t errlen);
 
-/* Runs until *stop becomes non-zero. Returns TB_OK on a clean stop. */
-tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop);
+/* Runs until *stop becomes non-zero; reloads the registry whenever *reload
+ * is set (and clears it). Returns TB_OK on a clean stop (journal synced,
+ * cursors saved). */
+tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 void hub_destroy(hub_t **self);
 
 /* Counters, for status and tests. */
 typedef struct {
-    unsigned long batches_in, records_in, batches_out, acks_out;
+    unsigned long batches_in, records_in, batches_out, acks_out, duplicates;
     unsigned long rejected[16];          /* by Tongban__NackReason */
-    unsigned long zap_denied, malformed_frames;
+    unsigned long zap_denied, malformed_frames, syncs;
 } hub_stats_t;
 void hub_get_stats(const hub_t *self, hub_stats_t *out);
 

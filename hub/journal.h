@@ -27,9 +27,11 @@
  *
  * Recovery at journal_open: a torn tail (an incomplete or CRC-failing
  * record at the end of the last segment with no valid record after it) is
- * truncated away; any other damage (bad CRC in the middle, gap in hub_seq,
- * broken chain, bad segment header) fails the open with TB_ERR_PROTO and an
- * error naming the file, the byte offset and the fault.
+ * truncated away, and a last segment whose header never reached the disk
+ * (shorter than the header, or nothing but zero bytes) is removed; any
+ * other damage (bad CRC in the middle, gap in hub_seq, broken chain, bad
+ * segment header) fails the open with TB_ERR_PROTO and an error naming the
+ * file, the byte offset and the fault, and changes nothing on disk.
  */
 #ifndef TB_JOURNAL_H
 #define TB_JOURNAL_H

@@ -32,17 +32,18 @@ int main(int argc, char **argv)
     }
     tb_daemon_log_setup(&cfg.log);
 
-    static volatile sig_atomic_t stop;
+    static volatile sig_atomic_t stop, reload;
     tb_daemon_signals(&stop);
+    tb_daemon_sighup(&reload);
     char err[TB_ERRLEN] = "";
     hub_t *hub = NULL;
-    e = hub_new(&cfg, &hub, err, sizeof err);
+    e = hub_new(&cfg, args.config, &hub, err, sizeof err);
     if (e != TB_OK) {
         fprintf(stderr, "tongban-hub: %s\n", err);
         tb_hub_config_free(&cfg);
         return TB_EXIT_FAIL;
     }
-    e = hub_run(hub, &stop);
+    e = hub_run(hub, &stop, &reload);
     hub_destroy(&hub);
     tb_hub_config_free(&cfg);
     return e == TB_OK ? TB_EXIT_OK : TB_EXIT_FAIL;

@@ -94,6 +94,13 @@ static int pend_add(node_t *self, uint64_t seq, const char *dest, uint8_t *bytes
     return 0;
 }
 
+static void pend_remove(node_t *self, size_t i)
+{
+    free(self->pend[i].bytes);
+    memmove(&self->pend[i], &self->pend[i + 1], (self->npend - i - 1) * sizeof *self->pend);
+    self->npend--;
+}
+
 /* Loads the signed batches still awaiting an ack (from an earlier run). */
 static tb_err_t load_unacked(node_t *self, char *err, size_t errlen)
 {
@@ -348,6 +355,7 @@ static long cut_batch(node_t *self, const char *dest)
     Tongban__Batch b = TONGBAN__BATCH__INIT;
     b.sender = (char *)self->cfg->id;
     b.seq = seq;
+    b.prev_seq = seq - 1;       /* seqs are gapless: the hub keeps them in order */
     b.dest = (char *)dest;
     b.hlc = hlc;
     b.n_entries = n;
@@ -413,13 +421,14 @@ static void cut_batches(node_t *self, uint64_t now)
 
 /* ---- receiving ---- */
 
-static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
+/* Replaces the directory of node certificates with d, keeping only the
+ * entries whose certificate was issued by our CA and names its node. */
+static void load_directory(node_t *self, const Tongban__DirectoryUpdate *d)
 {
-    dir_clear(self);
-    const Tongban__DirectoryUpdate *d = w->directory;
     size_t n = d ? d->n_nodes : 0;
-    self->dir = calloc(n ? n : 1, sizeof *self->dir);
-    if (!self->dir) return;
+    dir_t *nd = calloc(n ? n : 1, sizeof *nd);
+    size_t nn = 0;
+    if (!nd) return;            /* keep the old directory */
     for (size_t i = 0; i < n; i++) {
         const Tongban__DirectoryEntry *e = d->nodes[i];
         char err[TB_ERRLEN], q[TB_ERRLEN + 8];
@@ -435,11 +444,22 @@ static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
             tb_cert_destroy(&c);
             continue;
         }
-        dir_t *de = &self->dir[self->ndir++];
+        for (size_t k = 0; k < self->ndir; k++)
+            if (strcmp(self->dir[k].id, e->node_id) == 0 && !self->dir[k].revoked && e->revoked)
+                tb_log(TB_LOG_WARN, comp, "peer_revoked", "node=%s peer=%s", self->cfg->id, e->node_id);
+        dir_t *de = &nd[nn++];
         snprintf(de->id, sizeof de->id, "%s", e->node_id);
         de->cert = c;
         de->revoked = e->revoked;
     }
+    dir_clear(self);
+    self->dir = nd;
+    self->ndir = nn;
+}
+
+static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
+{
+    load_directory(self, w->directory);
     if (!self->welcomed)
         tb_log(TB_LOG_INFO, comp, "hub_connected", "node=%s hub=%s endpoint=%s directory=%zu unacked=%zu",
                self->cfg->id, w->hub_id ? w->hub_id : "", self->cfg->hub_endpoint, self->ndir,
@@ -460,9 +480,7 @@ static void on_ack(node_t *self, uint64_t seq)
             return;   /* kept: resent later, deduplicated downstream */
         }
         if (!self->store) return;
-        free(self->pend[i].bytes);
-        memmove(&self->pend[i], &self->pend[i + 1], (self->npend - i - 1) * sizeof *self->pend);
-        self->npend--;
+        pend_remove(self, i);
         self->stats.acks++;
         self->outbox_dirty = 1;
         return;
@@ -471,15 +489,36 @@ static void on_ack(node_t *self, uint64_t seq)
 
 static void on_nack(node_t *self, const Tongban__Nack *k, uint64_t now)
 {
-    char q[600];
+    char q[600], err[TB_ERRLEN];
+    const char *reason = tb_nack_reason_name(k->reason);
+    const char *detail = k->detail ? k->detail : "";
     self->stats.nacks++;
+    if (k->reason == TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER) {
+        /* An earlier batch was lost on the way (e.g. the hub restarted):
+         * resend everything unacked now, in seq order. */
+        tb_log(TB_LOG_INFO, comp, "batch_out_of_order", "node=%s seq=%llu detail=%s", self->cfg->id,
+               (unsigned long long)k->seq, tb_log_quote(detail, q, sizeof q));
+        for (size_t i = 0; i < self->npend; i++) self->pend[i].sent_ms = 0;
+        return;
+    }
     tb_log(TB_LOG_ERROR, comp, "batch_refused", "node=%s seq=%llu reason=%s detail=%s", self->cfg->id,
-           (unsigned long long)k->seq, tb_nack_reason_name(k->reason),
-           tb_log_quote(k->detail ? k->detail : "", q, sizeof q));
-    /* Kept and retried after resend_ms: the operator may fix the cause
-     * (registry, ACL) without anything being lost. */
-    for (size_t i = 0; i < self->npend; i++)
-        if (self->pend[i].seq == k->seq) self->pend[i].sent_ms = now;
+           (unsigned long long)k->seq, reason, tb_log_quote(detail, q, sizeof q));
+    for (size_t i = 0; i < self->npend; i++) {
+        if (self->pend[i].seq != k->seq) continue;
+        if (!tb_nack_is_permanent(k->reason) || !self->store) {
+            self->pend[i].sent_ms = now;     /* retried after resend_ms */
+            return;
+        }
+        /* Refused for good: kept in tongban.refused_batches for the
+         * operator, out of the way of the batches behind it. */
+        if (tb_store_refuse(self->store, k->seq, reason, detail, err, sizeof err) != TB_OK) {
+            store_lost(self, "refuse", err);
+            return;
+        }
+        pend_remove(self, i);
+        self->outbox_dirty = 1;
+        return;
+    }
 }
 
 static const dir_t *dir_by_key_id(const node_t *self, const char *key_id)
@@ -501,7 +540,8 @@ static void on_deliver(node_t *self, const Tongban__Deliver *dv)
     else if (!sender) why = "signer not in the directory";
     else if (sender->revoked) why = "signer revoked";
     else if (tb_batch_verify(sb, sender->cert, &b, err, sizeof err) != TB_OK) why = err;
-    else if (!b->dest || strcmp(b->dest, self->cfg->id) != 0) why = "batch is addressed to another node";
+    else if (!b->dest || (strcmp(b->dest, self->cfg->id) != 0 && strncmp(b->dest, "topic:", 6) != 0))
+        why = "batch is addressed to another node";
     if (why) {
         self->stats.rejected_in++;
         tb_log(TB_LOG_ERROR, comp, "delivery_rejected", "node=%s hub_seq=%llu sender=%s error=%s",
@@ -558,6 +598,7 @@ static void on_dealer(node_t *self, uint64_t now)
     case TONGBAN__FRAME__KIND_NACK: on_nack(self, f->nack, now); break;
     case TONGBAN__FRAME__KIND_DELIVER: on_deliver(self, f->deliver); break;
     case TONGBAN__FRAME__KIND_HEARTBEAT: break;
+    case TONGBAN__FRAME__KIND_DIRECTORY: load_directory(self, f->directory); break;
     default:
         tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=unexpected kind=%d", self->cfg->id,
                (int)f->kind_case);

@@ -144,6 +144,14 @@ static const migration_t migrations[] = {
      "CREATE TRIGGER records_no_truncate BEFORE TRUNCATE ON tongban.records"
      "  FOR EACH STATEMENT WHEN (" NOT_APPLYING ")"
      "  EXECUTE FUNCTION tongban.records_no_truncate();\n"},
+    {2, "refused_batches: batches the hub refused for good, kept for the operator",
+     "CREATE TABLE tongban.refused_batches ("
+     "  seq bigint PRIMARY KEY,"
+     "  dest text NOT NULL,"
+     "  signed bytea NOT NULL,"
+     "  reason text NOT NULL,"
+     "  detail text NOT NULL,"
+     "  refused_at timestamptz NOT NULL DEFAULT now());\n"},
 };
 
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
@@ -168,6 +176,7 @@ enum {
     S_SENT_INSERT,
     S_OUTBOX_DELETE,
     S_ACK,
+    S_REFUSE,
     S_INBOX_INSERT,
     S_APPLY_UPSERT,
     S_APPLY_DELETE,
@@ -188,6 +197,10 @@ static const struct {
     [S_OUTBOX_DELETE] = {"tb_outbox_delete",
         "DELETE FROM tongban.outbox WHERE id = ANY ($1::bigint[])"},
     [S_ACK] = {"tb_ack", "DELETE FROM tongban.sent_batches WHERE seq = $1::bigint"},
+    [S_REFUSE] = {"tb_refuse",
+        "WITH moved AS (DELETE FROM tongban.sent_batches WHERE seq = $1::bigint RETURNING seq, dest, signed)"
+        " INSERT INTO tongban.refused_batches (seq, dest, signed, reason, detail)"
+        " SELECT seq, dest, signed, $2, $3 FROM moved ON CONFLICT (seq) DO NOTHING"},
     [S_INBOX_INSERT] = {"tb_inbox_insert",
         "INSERT INTO tongban.inbox (sender, seq) VALUES ($1, $2::bigint) ON CONFLICT DO NOTHING"},
     /* DISTINCT ON keeps one row per key (the newest) so ON CONFLICT never
@@ -910,6 +923,21 @@ tb_err_t tb_store_ack(tb_store_t *self, uint64_t seq, char *err, size_t errlen)
     PGresult *res = exec_stmt(self, S_ACK, 1, vals, NULL, NULL, 0);
     if (!res_ok(res))
         return pg_fail(self, res, "ack", err, errlen);
+    PQclear(res);
+    return TB_OK;
+}
+
+tb_err_t tb_store_refuse(tb_store_t *self, uint64_t seq, const char *reason, const char *detail,
+                         char *err, size_t errlen)
+{
+    if (seq > INT64_MAX)
+        return TB_OK; /* cannot exist */
+    char seqs[24];
+    snprintf(seqs, sizeof seqs, "%" PRIu64, seq);
+    const char *vals[3] = {seqs, reason, detail};
+    PGresult *res = exec_stmt(self, S_REFUSE, 3, vals, NULL, NULL, 0);
+    if (!res_ok(res))
+        return pg_fail(self, res, "refuse", err, errlen);
     PQclear(res);
     return TB_OK;
 }

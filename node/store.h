@@ -8,6 +8,7 @@
  *   outbox(id, dest, op, catalog, key, body, version, origin, hlc)  -- written by triggers
  *   sent_batches(seq, dest, signed bytea, created_at)  -- signed, awaiting the hub's Ack
  *   inbox(sender, seq, applied_at)   -- (sender, seq) of every applied batch
+ *   refused_batches(seq, dest, signed, reason, detail)  -- refused for good by the hub
  *   node_state(node_id, next_seq)
  * Capture is statement-level (transition tables) and skipped while the node
  * applies remote changes (SET LOCAL tongban.applying = 'on').
@@ -25,7 +26,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 1
+#define TB_SCHEMA_VERSION 2
 
 typedef struct tb_store tb_store_t;
 
@@ -90,6 +91,11 @@ void tb_store_free_sent(tb_sent_t *v, size_t n);
 
 /* The hub acked seq: delete it. Acking an unknown seq is TB_OK (idempotent). */
 tb_err_t tb_store_ack(tb_store_t *self, uint64_t seq, char *err, size_t errlen);
+
+/* The hub refused seq for good (reason, detail): move it from sent_batches
+ * to refused_batches, where the operator sees it. Idempotent. */
+tb_err_t tb_store_refuse(tb_store_t *self, uint64_t seq, const char *reason, const char *detail,
+                         char *err, size_t errlen);
 
 /* ---- receiver side ---- */
 

@@ -3,15 +3,21 @@
  *   tbctl pki init-ca --dir DIR [--name NAME] [--alg ALG] [--days N]
  *   tbctl pki issue --ca DIR --node ID [--alg ALG] [--days N] --out DIR
  *   tbctl pki curve --out DIR
+ *   tbctl hub status [--json] | revoke NODE | reload   (-c hub.yaml | --admin PATH)
  *
  * Exit codes: 0 success, 1 the operation failed, 2 usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <tongban/tongban.h>
 
+#include <zmq.h>
+
+#include "config.h"
 #include "crypto.h"
 #include "pki.h"
 
@@ -29,6 +35,13 @@ static void usage(FILE *out)
             "      DIR/curve.key (0600) and DIR/curve.pub (the CURVE transport keys)\n"
             "  tbctl pki curve --out DIR\n"
             "      create only a CURVE key pair (e.g. for the hub): DIR/curve.key, DIR/curve.pub\n\n"
+            "Hub operations (through the hub's admin socket, which only its user can open):\n"
+            "  tbctl hub status [--json] (-c HUB.yaml | --admin PATH)\n"
+            "      nodes online/offline, last seen, cursor, backlog, rates, rejects, journal\n"
+            "  tbctl hub revoke NODE (-c HUB.yaml | --admin PATH)\n"
+            "      revoke NODE: its connection is closed, its key refused, every node told\n"
+            "  tbctl hub reload (-c HUB.yaml | --admin PATH)\n"
+            "      re-read the registry (nodes, topics, subscriptions, ACLs), like SIGHUP\n\n"
             "  tbctl --help | --version\n\n"
             "exit codes: 0 success, 1 operation failed, 2 usage error\n");
 }
@@ -157,6 +170,101 @@ done:
     return rc;
 }
 
+/* Sends one request to the hub's admin socket and prints the reply.
+ * Returns EXIT_OK, or EXIT_FAILED if unreachable or the reply is an error. */
+static int admin_call(const char *path, const char *request)
+{
+    char ep[TB_PATH_MAX + 16];
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_REQ);
+    int zero = 0, timeout = 5000;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    int rc = EXIT_FAILED;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "tbctl: admin socket %s: %s (is the hub running? right -c/--admin?)\n", path,
+                strerror(errno));
+    } else if (zmq_connect(s, ep) != 0 || zmq_send(s, request, strlen(request), 0) < 0 ||
+               zmq_msg_recv(&m, s, 0) < 0) {
+        fprintf(stderr, "tbctl: no answer from the hub on %s: %s\n", ep, zmq_strerror(errno));
+    } else {
+        const char *r = zmq_msg_data(&m);
+        size_t n = zmq_msg_size(&m);
+        fwrite(r, 1, n, stdout);
+        if (n == 0 || r[n - 1] != '\n') fputc('\n', stdout);
+        rc = n >= 6 && memcmp(r, "error:", 6) == 0 ? EXIT_FAILED : EXIT_OK;
+    }
+    zmq_msg_close(&m);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return rc;
+}
+
+static int cmd_hub(int argc, char **argv)
+{
+    if (argc < 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[0];
+    argc--;
+    argv++;
+    int *used = calloc((size_t)argc + 1, sizeof *used);
+    if (!used) return EXIT_FAILED;
+    int rc = EXIT_USAGE, json = 0;
+    const char *cfgpath = opt(argc, argv, used, "-c", NULL);
+    if (!cfgpath) cfgpath = opt(argc, argv, used, "--config", NULL);
+    const char *admin = opt(argc, argv, used, "--admin", NULL);
+    const char *node = NULL;
+    char path[TB_PATH_MAX + 32], req[128];
+    for (int i = 0; i < argc; i++) {
+        if (used[i]) continue;
+        if (strcmp(argv[i], "--json") == 0) { json = 1; used[i] = 1; }
+        else if (!node && strcmp(sub, "revoke") == 0 && argv[i][0] != '-') { node = argv[i]; used[i] = 1; }
+    }
+    if (leftovers(argc, argv, used)) goto done;
+    if (!admin && !cfgpath) {
+        fprintf(stderr, "tbctl hub %s: give the hub's config (-c HUB.yaml) or --admin PATH\n", sub);
+        goto done;
+    }
+    if (!admin) {
+        tb_hub_config_t cfg;
+        tb_config_errors_t errs = { 0 };
+        if (tb_hub_config_load(cfgpath, &cfg, &errs) != TB_OK) {
+            for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.lines[i]);
+            tb_config_errors_free(&errs);
+            tb_hub_config_free(&cfg);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        if (cfg.admin[0]) snprintf(path, sizeof path, "%s", cfg.admin);
+        else snprintf(path, sizeof path, "%s/admin.sock", cfg.data_dir);
+        tb_config_errors_free(&errs);
+        tb_hub_config_free(&cfg);
+        admin = path;
+    }
+    if (strcmp(sub, "status") == 0) {
+        rc = admin_call(admin, json ? "status" : "status text");
+    } else if (strcmp(sub, "revoke") == 0) {
+        if (!node || !tb_config_valid_id(node)) {
+            fprintf(stderr, "tbctl hub revoke: expected a node id\n");
+            goto done;
+        }
+        snprintf(req, sizeof req, "revoke %s", node);
+        rc = admin_call(admin, req);
+    } else if (strcmp(sub, "reload") == 0) {
+        rc = admin_call(admin, "reload");
+    } else {
+        fprintf(stderr, "tbctl hub: unknown command \"%s\" (try --help)\n", sub);
+    }
+done:
+    free(used);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -172,6 +280,7 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(argv[1], "pki") == 0) return cmd_pki(argc - 2, argv + 2);
+    if (strcmp(argv[1], "hub") == 0) return cmd_hub(argc - 2, argv + 2);
     fprintf(stderr, "tbctl: unknown command \"%s\" (try --help)\n", argv[1]);
     return EXIT_USAGE;
 }

@@ -7,6 +7,8 @@
  *        exit 0 when the hub answers Nack(bad_signature)
  *   tb_testpeer forge-sender COMMON --key K --cert C --dest D --claim ID
  *        a batch that claims another sender; exit 0 on Nack(wrong_sender)
+ *   tb_testpeer resend COMMON --key K --cert C --dest D
+ *        a valid batch sent twice, byte-identical; exit 0 when both are acked
  * COMMON: --endpoint E --hub-public Z85 --curve-dir DIR --node ID [--timeout-ms N]
  * Other outcomes exit 4; usage errors 2.
  */
@@ -112,9 +114,10 @@ int main(int argc, char **argv)
 
     int tamper = strcmp(mode, "tampered") == 0;
     int forge = strcmp(mode, "forge-sender") == 0;
+    int resend = strcmp(mode, "resend") == 0;
     const char *key = opt(argc, argv, "--key", NULL), *crt = opt(argc, argv, "--cert", NULL);
     const char *dest = opt(argc, argv, "--dest", NULL), *claim = opt(argc, argv, "--claim", NULL);
-    if ((!tamper && !forge) || !key || !crt || !dest || (forge && !claim)) {
+    if ((!tamper && !forge && !resend) || !key || !crt || !dest || (forge && !claim)) {
         fprintf(stderr, "tb_testpeer: unknown mode or missing --key/--cert/--dest/--claim\n");
         rc = 2;
         goto done;
@@ -144,7 +147,7 @@ int main(int argc, char **argv)
     Tongban__Entry *ep = &e;
     Tongban__Batch b = TONGBAN__BATCH__INIT;
     b.sender = (char *)(forge ? claim : node);
-    b.seq = (uint64_t)1 << 40;
+    b.seq = resend ? (uint64_t)tb_now_ms() << 8 : (uint64_t)1 << 40;
     b.dest = (char *)dest;
     b.hlc = 1;
     b.n_entries = 1;
@@ -160,6 +163,24 @@ int main(int argc, char **argv)
     out.kind_case = TONGBAN__FRAME__KIND_BATCH;
     out.batch = parsed;
     tb_frame_send(s, NULL, 0, &out, 0);
+    if (resend) {
+        int acks = 0;
+        for (int round = 0; round < 2; round++) {
+            if (round == 1) tb_frame_send(s, NULL, 0, &out, 0);
+            f = recv_frame(s, timeout, TONGBAN__FRAME__KIND__NOT_SET);
+            while (f && f->kind_case != TONGBAN__FRAME__KIND_ACK && f->kind_case != TONGBAN__FRAME__KIND_NACK) {
+                tongban__frame__free_unpacked(f, NULL);
+                f = recv_frame(s, timeout, TONGBAN__FRAME__KIND__NOT_SET);
+            }
+            if (f && f->kind_case == TONGBAN__FRAME__KIND_ACK && f->ack->seq == b.seq) acks++;
+            if (f) tongban__frame__free_unpacked(f, NULL);
+            f = NULL;
+        }
+        tongban__signed_batch__free_unpacked(parsed, NULL);
+        printf("acks=%d seq=%llu\n", acks, (unsigned long long)b.seq);
+        rc = acks == 2 ? 0 : 4;
+        goto done;
+    }
     tongban__signed_batch__free_unpacked(parsed, NULL);
 
     f = recv_frame(s, timeout, TONGBAN__FRAME__KIND__NOT_SET);

@@ -13,6 +13,9 @@
 #include "store.h"
 #include "tbtest.h"
 
+#define TB_STR2(x) #x
+#define TB_STR(x) TB_STR2(x)
+
 static PGconn *db;           /* the test's own connection: plays the integrators' apps */
 static const char *conninfo;
 
@@ -251,10 +254,10 @@ static void test_open(void)
     CHECK_MSG(rc == TB_OK && s, "second open: %s", err);
     tb_store_destroy(&s);
 
-    CHECK(qint0("SELECT count(*) FROM tongban.schema_migrations") == 1);
+    CHECK(qint0("SELECT count(*) FROM tongban.schema_migrations") == TB_SCHEMA_VERSION);
     CHECK(qint0("SELECT max(version) FROM tongban.schema_migrations") == TB_SCHEMA_VERSION);
     CHECK(qint0("SELECT count(*) FROM tongban.schema_migrations WHERE description <> '' AND applied_at <= now()") ==
-          1);
+          TB_SCHEMA_VERSION);
     char *id = qstr("SELECT node_id FROM tongban.node_state", 0, NULL);
     CHECK(id && strcmp(id, "nodeA") == 0);
     free(id);
@@ -272,7 +275,7 @@ static void test_open(void)
     err[0] = '\0';
     rc = tb_store_open(conninfo, "nodeA", &s, err, sizeof err);
     CHECK(rc == TB_ERR_DB && s == NULL);
-    CHECK_MSG(strstr(err, "database schema version 99 is newer than this tongban-node knows (1)"), "err: %s",
+    CHECK_MSG(strstr(err, "database schema version 99 is newer than this tongban-node knows (" TB_STR(TB_SCHEMA_VERSION) ")"), "err: %s",
               err);
     sql("DELETE FROM tongban.schema_migrations WHERE version = 99");
 
@@ -647,7 +650,7 @@ static void test_concurrent_first_start(void)
     CHECK(ok == KIDS);
     PGconn *c = PQconnectdb(ci);
     PGresult *r = PQexec(c, "SELECT count(*) FROM tongban.schema_migrations");
-    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "1") == 0);
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), TB_STR(TB_SCHEMA_VERSION)) == 0);
     PQclear(r);
     PQfinish(c);
     sql("DROP DATABASE tbrace");

@@ -1,0 +1,189 @@
+/* admin.c -- the hub's operator channel: a REP socket on an ipc:// path that
+ * only the hub's user can open (mode 0600), used by `tbctl hub ...`.
+ *
+ * Requests (one text frame): "status" (JSON), "status text" (a table),
+ * "revoke NODE", "reload". Replies are one frame: JSON for status, and
+ * "ok: ..." / "error: ..." for actions.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <zmq.h>
+
+#include "crypto.h"
+#include "hub_internal.h"
+#include "jsonw.h"
+#include "log.h"
+#include "wire.h"
+
+static const char *comp = "hub";
+
+tb_err_t hub_admin_bind(hub_t *self, char *err, size_t errlen)
+{
+    char path[TB_PATH_MAX + 32], ep[TB_PATH_MAX + 48];
+    if (self->cfg->admin[0]) snprintf(path, sizeof path, "%s", self->cfg->admin);
+    else snprintf(path, sizeof path, "%s/admin.sock", self->cfg->data_dir);
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    self->admin = zmq_socket(self->ctx, ZMQ_REP);
+    int zero = 0;
+    zmq_setsockopt(self->admin, ZMQ_LINGER, &zero, sizeof zero);
+    mode_t old = umask(0077);        /* the socket file is created 0600 */
+    int rc = self->admin ? zmq_bind(self->admin, ep) : -1;
+    umask(old);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot open the admin socket %s: %s", ep, zmq_strerror(errno));
+        return TB_ERR_IO;
+    }
+    chmod(path, 0600);
+    return TB_OK;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static char *status_json(hub_t *self)
+{
+    jsonw_t w;
+    jsonw_init(&w);
+    int64_t now = wall_ms();
+    jsonw_obj_begin(&w, NULL);
+    jsonw_str(&w, "hub", self->cfg->id);
+    jsonw_str(&w, "version", TB_VERSION_STRING);
+    jsonw_u64(&w, "uptime_s", (tb_now_ms() - self->started_ms) / 1000);
+    jsonw_obj_begin(&w, "journal");
+    jsonw_u64(&w, "bytes", journal_bytes(self->journal));
+    jsonw_u64(&w, "segments", journal_segments(self->journal));
+    jsonw_u64(&w, "last_seq", journal_last_seq(self->journal));
+    jsonw_u64(&w, "durable_seq", journal_durable_seq(self->journal));
+    jsonw_bool(&w, "storage_failed", self->storage_failed);
+    jsonw_obj_end(&w);
+    jsonw_obj_begin(&w, "totals");
+    jsonw_u64(&w, "batches_in", self->stats.batches_in);
+    jsonw_u64(&w, "records_in", self->stats.records_in);
+    jsonw_u64(&w, "batches_out", self->stats.batches_out);
+    jsonw_u64(&w, "acks_out", self->stats.acks_out);
+    jsonw_u64(&w, "duplicates", self->stats.duplicates);
+    jsonw_u64(&w, "syncs", self->stats.syncs);
+    jsonw_u64(&w, "zap_denied", self->stats.zap_denied);
+    jsonw_u64(&w, "malformed_frames", self->stats.malformed_frames);
+    jsonw_obj_end(&w);
+    jsonw_obj_begin(&w, "rejected");
+    for (int r = 1; r < 16; r++) {
+        const char *name = tb_nack_reason_name((Tongban__NackReason)r);
+        if (strcmp(name, "unspecified") != 0) jsonw_u64(&w, name, self->stats.rejected[r]);
+    }
+    jsonw_obj_end(&w);
+    jsonw_arr_begin(&w, "nodes");
+    uint64_t last = journal_last_seq(self->journal);
+    for (size_t i = 0; i < self->npeers; i++) {
+        const peer_t *p = &self->peers[i];
+        jsonw_obj_begin(&w, NULL);
+        jsonw_str(&w, "id", p->id);
+        jsonw_bool(&w, "registered", p->reg != NULL);
+        jsonw_bool(&w, "online", p->online);
+        jsonw_bool(&w, "revoked", p->reg && p->reg->revoked_ms);
+        if (p->last_seen_wall_ms) jsonw_i64(&w, "last_seen_ms_ago", now - p->last_seen_wall_ms);
+        else jsonw_i64(&w, "last_seen_ms_ago", -1);
+        jsonw_u64(&w, "cursor", p->cursor);
+        jsonw_u64(&w, "lag_hub_seq", last > p->cursor ? last - p->cursor : 0);
+        jsonw_u64(&w, "backlog_batches", p->backlog_batches);
+        jsonw_u64(&w, "backlog_bytes", p->backlog_bytes);
+        jsonw_u64(&w, "in_flight", p->ninflight);
+        jsonw_u64(&w, "batches_in", p->batches_in);
+        jsonw_u64(&w, "records_in", p->records_in);
+        jsonw_u64(&w, "batches_out", p->batches_out);
+        jsonw_u64(&w, "rejected", p->rejected);
+        jsonw_dbl(&w, "records_in_per_s", p->rate_in);
+        jsonw_dbl(&w, "batches_out_per_s", p->rate_out);
+        if (p->reg) jsonw_i64(&w, "cert_days_left", tb_cert_days_left(p->reg->cert));
+        jsonw_arr_begin(&w, "subscribe");
+        for (size_t k = 0; p->reg && k < p->reg->nsubs; k++) jsonw_str(&w, NULL, p->reg->subs[k]);
+        jsonw_arr_end(&w);
+        jsonw_obj_end(&w);
+    }
+    jsonw_arr_end(&w);
+    jsonw_obj_end(&w);
+    return jsonw_take(&w);
+}
+
+static char *status_text(hub_t *self)
+{
+    jsonw_t w;
+    jsonw_init(&w);
+    int64_t now = wall_ms();
+    jsonw_raw(&w, "hub %s  version %s  up %llus  journal %llu bytes in %zu segments, last hub_seq %llu%s\n",
+              self->cfg->id, TB_VERSION_STRING,
+              (unsigned long long)((tb_now_ms() - self->started_ms) / 1000),
+              (unsigned long long)journal_bytes(self->journal), journal_segments(self->journal),
+              (unsigned long long)journal_last_seq(self->journal),
+              self->storage_failed ? "  STORAGE FAILING" : "");
+    jsonw_raw(&w, "totals: batches in %lu (records %lu), out %lu, duplicates %lu, syncs %lu, refused connections %lu\n",
+              self->stats.batches_in, self->stats.records_in, self->stats.batches_out,
+              self->stats.duplicates, self->stats.syncs, self->stats.zap_denied);
+    jsonw_raw(&w, "rejected:");
+    int any = 0;
+    for (int r = 1; r < 16; r++)
+        if (self->stats.rejected[r]) {
+            jsonw_raw(&w, " %s=%lu", tb_nack_reason_name((Tongban__NackReason)r), self->stats.rejected[r]);
+            any = 1;
+        }
+    jsonw_raw(&w, "%s\n\n", any ? "" : " none");
+    jsonw_raw(&w, "%-10s %-8s %10s %10s %12s %14s %10s %10s %6s\n", "NODE", "STATE", "LAST SEEN",
+              "CURSOR", "BACKLOG", "BACKLOG BYTES", "IN rec/s", "OUT bat/s", "CERT d");
+    for (size_t i = 0; i < self->npeers; i++) {
+        const peer_t *p = &self->peers[i];
+        const char *state = !p->reg ? "removed" : p->reg->revoked_ms ? "REVOKED" : p->online ? "online" : "offline";
+        char seen[24];
+        if (p->last_seen_wall_ms) snprintf(seen, sizeof seen, "%llds ago", (long long)((now - p->last_seen_wall_ms) / 1000));
+        else snprintf(seen, sizeof seen, "never");
+        jsonw_raw(&w, "%-10s %-8s %10s %10llu %12llu %14llu %10.1f %10.1f %6ld\n", p->id, state, seen,
+                  (unsigned long long)p->cursor, (unsigned long long)p->backlog_batches,
+                  (unsigned long long)p->backlog_bytes, p->rate_in, p->rate_out,
+                  p->reg ? tb_cert_days_left(p->reg->cert) : 0L);
+    }
+    return jsonw_take(&w);
+}
+
+void hub_admin_handle(hub_t *self)
+{
+    char req[256], err[TB_ERRLEN], reply[TB_ERRLEN + 64];
+    int n = zmq_recv(self->admin, req, sizeof req - 1, ZMQ_DONTWAIT);
+    if (n < 0) return;
+    if (n > (int)sizeof req - 1) n = (int)sizeof req - 1;
+    req[n] = '\0';
+    int more = 0;
+    size_t ml = sizeof more;
+    zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
+    while (more) {      /* a request is one frame: drop the rest */
+        char junk[64];
+        zmq_recv(self->admin, junk, sizeof junk, 0);
+        zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
+    }
+    char *out = NULL;
+    if (strcmp(req, "status") == 0) {
+        out = status_json(self);
+    } else if (strcmp(req, "status text") == 0) {
+        out = status_text(self);
+    } else if (strncmp(req, "revoke ", 7) == 0) {
+        if (hub_revoke(self, req + 7, err, sizeof err) == TB_OK)
+            snprintf(reply, sizeof reply, "ok: node %s revoked", req + 7);
+        else
+            snprintf(reply, sizeof reply, "error: %s", err);
+    } else if (strcmp(req, "reload") == 0) {
+        if (hub_reload(self, err, sizeof err) == TB_OK) snprintf(reply, sizeof reply, "ok: registry reloaded");
+        else snprintf(reply, sizeof reply, "error: %s", err);
+    } else {
+        snprintf(reply, sizeof reply, "error: unknown request (status, status text, revoke NODE, reload)");
+    }
+    const char *r = out ? out : reply;
+    if (zmq_send(self->admin, r, strlen(r), 0) < 0)
+        tb_log(TB_LOG_WARN, comp, "admin_reply_failed", "error=\"%s\"", zmq_strerror(errno));
+    free(out);
+}

@@ -1,0 +1,82 @@
+/* hub_internal.h -- the hub's state, shared by hub.c (the loop) and admin.c
+ * (the operator's channel). Not part of any public interface. */
+#ifndef TB_HUB_INTERNAL_H
+#define TB_HUB_INTERNAL_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "cursors.h"
+#include "dedup.h"
+#include "hub.h"
+#include "journal.h"
+#include "registry.h"
+
+#define RID_MAX 256
+
+typedef struct {
+    uint64_t hub_seq;
+    uint64_t bytes;
+    uint64_t sent_ms;
+    int acked;
+} inflight_t;
+
+/* Runtime state of one registered node (by id; survives registry reloads). */
+typedef struct {
+    char id[TB_ID_MAX + 1];
+    reg_node_t *reg;              /* NULL once removed from the registry */
+    int online;
+    uint8_t rid[RID_MAX];
+    size_t rid_len;
+    int fd;                       /* socket of its current connection (ZMQ_SRCFD), -1 unknown */
+    uint64_t last_seen_ms;
+    int64_t last_seen_wall_ms;
+    /* delivery to this node */
+    journal_reader_t *reader;     /* NULL: (re)create from cursor */
+    uint64_t cursor;              /* every record for it up to here is acked */
+    inflight_t *inflight;         /* window, in hub_seq order */
+    size_t ninflight;
+    uint64_t backlog_batches, backlog_bytes;
+    /* as a sender */
+    dedup_t *dedup;
+    /* counters */
+    uint64_t batches_in, records_in, batches_out, bytes_out, acks_in;
+    uint64_t rejected;
+    uint64_t rate_mark_in, rate_mark_out;   /* records_in / batches_out at the last rate tick */
+    double rate_in, rate_out;               /* per second, over the last tick */
+} peer_t;
+
+/* A batch journaled in this burst, to be acked after the next sync. */
+typedef struct {
+    peer_t *peer;
+    uint64_t seq;
+} ack_wait_t;
+
+struct hub {
+    tb_hub_config_t *cfg;         /* owned by main; replaced on reload */
+    const char *cfg_path;
+    void *ctx, *router, *zap, *admin;
+    registry_t *reg;
+    journal_t *journal;
+    cursors_t *cursors;
+    peer_t *peers;
+    size_t npeers;
+    ack_wait_t *acks;
+    size_t nacks, acks_cap;
+    uint64_t started_ms, last_timer_ms, last_stats_ms, last_save_ms, last_gc_ms, last_rate_ms;
+    int64_t started_wall_ms;
+    int storage_failed;           /* journal refused a write: Nack until it works again */
+    int fatal;                    /* journal sync failed: stop serving */
+    hub_stats_t stats;
+};
+
+/* admin.c: binds the admin socket (ipc, mode 0600). */
+tb_err_t hub_admin_bind(hub_t *self, char *err, size_t errlen);
+/* admin.c: answers one request waiting on the admin socket. */
+void hub_admin_handle(hub_t *self);
+/* hub.c: revokes a node now (registry file, connection, directory update). */
+tb_err_t hub_revoke(hub_t *self, const char *id, char *err, size_t errlen);
+/* hub.c: re-reads the configuration file and applies the registry. */
+tb_err_t hub_reload(hub_t *self, char *err, size_t errlen);
+
+#endif
