@@ -578,6 +578,47 @@ static void on_deliver_ack(hub_t *self, peer_t *p, uint64_t hub_seq, uint64_t no
     pump(self, p, now);
 }
 
+/* Query / Reply: routed to an online node now, not journaled. A query for
+ * a node that is offline (or unknown) is answered UNAVAILABLE at once. */
+static void on_query(hub_t *self, peer_t *p, Tongban__Query *q)
+{
+    peer_t *d = q->dest ? peer_by_id(self, q->dest) : NULL;
+    q->from = p->id;
+    Tongban__Frame f = TONGBAN__FRAME__INIT;
+    if (d && d != p && d->online && !peer_revoked(d)) {
+        f.kind_case = TONGBAN__FRAME__KIND_QUERY;
+        f.query = q;
+        if (send_to(self, d, &f) == TB_OK) {
+            q->from = NULL;
+            return;
+        }
+    }
+    q->from = NULL;    /* not ours to free */
+    Tongban__Reply r = TONGBAN__REPLY__INIT;
+    r.id = q->id;
+    r.status = TONGBAN__REPLY_STATUS__REPLY_UNAVAILABLE;
+    r.to = p->id;
+    r.from = q->dest;
+    f.kind_case = TONGBAN__FRAME__KIND_REPLY;
+    f.reply = &r;
+    send_to(self, p, &f);
+    tb_log(TB_LOG_DEBUG, comp, "query_unavailable", "node=%s dest=%s kind=%s", p->id,
+           q->dest ? q->dest : "", q->kind ? q->kind : "");
+}
+
+static void on_reply(hub_t *self, peer_t *p, Tongban__Reply *r)
+{
+    peer_t *d = r->to ? peer_by_id(self, r->to) : NULL;
+    if (!d || !d->online) return;         /* the asker is gone: it times out */
+    char *saved = r->from;
+    r->from = p->id;
+    Tongban__Frame f = TONGBAN__FRAME__INIT;
+    f.kind_case = TONGBAN__FRAME__KIND_REPLY;
+    f.reply = r;
+    send_to(self, d, &f);
+    r->from = saved;
+}
+
 static void on_router(hub_t *self, uint64_t now)
 {
     zmq_msg_t rid, body;
@@ -629,6 +670,8 @@ static void on_router(hub_t *self, uint64_t now)
     switch (f->kind_case) {
     case TONGBAN__FRAME__KIND_HELLO: on_hello(self, p, f->hello, now); break;
     case TONGBAN__FRAME__KIND_DELIVER_ACK: on_deliver_ack(self, p, f->deliver_ack->hub_seq, now); break;
+    case TONGBAN__FRAME__KIND_QUERY: on_query(self, p, f->query); break;
+    case TONGBAN__FRAME__KIND_REPLY: on_reply(self, p, f->reply); break;
     case TONGBAN__FRAME__KIND_HEARTBEAT: {
         Tongban__Heartbeat hb = TONGBAN__HEARTBEAT__INIT;
         hb.time_ms = now;
