@@ -156,6 +156,47 @@ static int valid_connect_endpoint(const char *s)
     return valid_endpoint(s, 0);
 }
 
+int tb_config_parse_http_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    char buf[INET6_ADDRSTRLEN];
+    const char *p;
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (!s || !*s) return 0;
+    if (valid_port(s)) {                      /* bare port: loopback */
+        snprintf(buf, sizeof buf, "127.0.0.1");
+        p = s;
+    } else if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        size_t n = close ? (size_t)(close - s - 1) : 0;
+        if (!close || close[1] != ':' || n == 0 || n >= sizeof buf) return 0;
+        memcpy(buf, s + 1, n);
+        buf[n] = '\0';
+        if (inet_pton(AF_INET6, buf, &a6) != 1) return 0;
+        p = close + 2;
+    } else {
+        const char *colon = strchr(s, ':');
+        size_t n = colon ? (size_t)(colon - s) : 0;
+        if (!colon || n == 0 || n >= sizeof buf) return 0;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        if (inet_pton(AF_INET, buf, &a4) != 1) return 0;
+        p = colon + 1;
+    }
+    if (!valid_port(p)) return 0;
+    if (host) {
+        if (strlen(buf) >= hostlen) return 0;
+        snprintf(host, hostlen, "%s", buf);
+    }
+    if (port) *port = (int)strtol(p, NULL, 10);
+    return 1;
+}
+
+static int valid_http_listen(const char *s)
+{
+    return tb_config_parse_http_listen(s, NULL, 0, NULL);
+}
+
 /* ---- schema ---- */
 
 typedef enum { F_STRING, F_PATH, F_INT, F_ENUM, F_LIST } ftype_t;
@@ -182,12 +223,19 @@ struct field {
     const schema_t *sub;          /* F_LIST of mappings */
     const field_t *item;          /* F_LIST of scalars */
     const char *unique;           /* in list items: values must differ ("node id") */
+    int empty_ok;                 /* F_STRING: "" or null is accepted, stored as "" */
 };
 
 #define AT(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
 #define EXPECT_ID "expected 1 to 64 characters of [A-Za-z0-9_.-]"
 #define EXPECT_Z85 "expected a 40-character Z85 key"
 #define EXPECT_EP "expected tcp://host:port"
+#define EXPECT_HTTP "expected HOST:PORT"
+
+/* http.listen of both daemons: optional, "" or absent = no HTTP endpoint. */
+#define HTTP_FIELDS(T)                                                                   \
+    { .key = "http.listen", .type = F_STRING, AT(T, http_listen), .check = valid_http_listen, \
+      .expect = EXPECT_HTTP, .empty_ok = 1 }
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const log_formats[] = { "logfmt", "json", NULL };
@@ -275,6 +323,7 @@ static const field_t hub_fields[] = {
     { .key = "hub.admin", .type = F_PATH, AT(tb_hub_config_t, admin) },
     INT_FIELD("journal.segment_mb", tb_hub_config_t, segment_mb, 1, 4096, 64),
     INT_FIELD("journal.retention_hours", tb_hub_config_t, retention_hours, 0, 876000, 168),
+    HTTP_FIELDS(tb_hub_config_t),
     LOG_FIELDS(tb_hub_config_t),
     { .key = "topics", .type = F_LIST, .off = offsetof(tb_hub_config_t, topics),
       .size = sizeof(tb_hub_topic_config_t), .count_off = offsetof(tb_hub_config_t, topic_count),
@@ -302,6 +351,7 @@ static const schema_t route_schema = { route_fields, sizeof route_fields / sizeo
 static const field_t node_fields[] = {
     { .key = "node.id", .type = F_STRING, AT(tb_node_config_t, id), .required = 1,
       .check = tb_config_valid_id, .expect = EXPECT_ID },
+    { .key = "node.admin", .type = F_PATH, AT(tb_node_config_t, admin) },
     NODE_PATH("keys.signing_key", signing_key),
     NODE_PATH("keys.certificate", certificate),
     NODE_PATH("keys.ca_certificate", ca_certificate),
@@ -318,6 +368,7 @@ static const field_t node_fields[] = {
     INT_FIELD("batch.window", tb_node_config_t, batch_window, 1, 1024, 8),
     INT_FIELD("batch.poll_ms", tb_node_config_t, poll_ms, 10, 600000, 1000),
     INT_FIELD("batch.resend_ms", tb_node_config_t, resend_ms, 100, 3600000, 5000),
+    HTTP_FIELDS(tb_node_config_t),
     LOG_FIELDS(tb_node_config_t),
     { .key = "routes", .type = F_LIST, .off = offsetof(tb_node_config_t, routes),
       .size = sizeof(tb_route_config_t), .count_off = offsetof(tb_node_config_t, route_count),
@@ -492,6 +543,10 @@ static void apply_enum(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, c
 static void apply_string(ctx_t *c, const field_t *f, char *base, yaml_node_t *v, const char *path)
 {
     size_t line = line_of(v);
+    if (f->empty_ok && v->type == YAML_SCALAR_NODE && (is_null(v) || v->data.scalar.length == 0)) {
+        base[f->off] = '\0';
+        return;
+    }
     if (v->type != YAML_SCALAR_NODE || is_null(v)) {
         report(c, line, path, "expected a string");
         return;

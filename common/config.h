@@ -61,6 +61,8 @@ typedef struct {
     long deliver_window;                  /* limits.deliver_window 1..1024, default 16         */
     long redeliver_ms;                    /* limits.redeliver_ms 100..3600000, default 5000    */
     char admin[TB_PATH_MAX];              /* hub.admin  admin socket path, default <data_dir>/admin.sock */
+    char http_listen[64];                 /* http.listen  /metrics and /healthz: HOST:PORT or PORT
+                                             (127.0.0.1), "" = disabled (default)             */
     long segment_mb;                      /* journal.segment_mb 1..4096, default 64            */
     long retention_hours;                 /* journal.retention_hours 0..876000, default 168    */
     tb_log_config_t log;
@@ -79,6 +81,8 @@ typedef struct {
 
 typedef struct {
     char id[TB_ID_MAX + 1];               /* node.id   [A-Za-z0-9_.-]{1,64} (required)       */
+    char admin[TB_PATH_MAX];              /* node.admin  admin socket path (ipc, 0600);
+                                             default /tmp/tongban-node-<id>.sock              */
     char signing_key[TB_PATH_MAX];        /* keys.signing_key   path (required)              */
     char certificate[TB_PATH_MAX];        /* keys.certificate   path (required)              */
     char ca_certificate[TB_PATH_MAX];     /* keys.ca_certificate path (required)             */
@@ -94,6 +98,7 @@ typedef struct {
     long batch_window;                    /* batch.window 1..1024, default 8                 */
     long poll_ms;                         /* batch.poll_ms 10..600000, default 1000          */
     long resend_ms;                       /* batch.resend_ms 100..3600000, default 5000      */
+    char http_listen[64];                 /* http.listen  as for the hub; "" = disabled      */
     tb_log_config_t log;
     tb_route_config_t *routes;            /* routes: list (may be empty)                     */
     size_t route_count;
@@ -113,5 +118,11 @@ void tb_node_config_free(tb_node_config_t *cfg);
 int tb_config_valid_id(const char *s);          /* [A-Za-z0-9_.-]{1,64}            */
 int tb_config_valid_dest(const char *s);        /* node id or topic:<id>           */
 int tb_config_valid_endpoint(const char *s);    /* tcp://host:port, port 1..65535  */
+
+/* http.listen: "PORT" (host 127.0.0.1), "IPv4:PORT" or "[IPv6]:PORT", port
+ * 1..65535; literal addresses only (no name lookup). Returns 1 and fills
+ * host (without brackets; hostlen >= 46) and port if valid, 0 if not. host
+ * and port may be NULL to only validate. */
+int tb_config_parse_http_listen(const char *s, char *host, size_t hostlen, int *port);
 
 #endif

@@ -254,3 +254,34 @@ tb_err_t tb_frame_inner(const uint8_t *buf, size_t len, uint32_t *field, const u
     *inner_len = (size_t)n;
     return TB_OK;
 }
+
+tb_err_t tb_frame_parse_deliver(const uint8_t *buf, size_t len, uint64_t *hub_seq,
+                                const uint8_t **sb, size_t *sb_len)
+{
+    uint32_t field;
+    const uint8_t *in;
+    size_t in_len;
+    if (tb_frame_inner(buf, len, &field, &in, &in_len) != TB_OK || field != 6) return TB_ERR_PROTO;
+    const uint8_t *p = in, *end = in + in_len;
+    int have_seq = 0, have_sb = 0;
+    *hub_seq = 0;
+    while (p < end) {
+        uint64_t tag, v;
+        if (get_varint(&p, end, &tag) != 0) return TB_ERR_PROTO;
+        if ((tag >> 3) == 1 && (tag & 7) == 0) {
+            if (get_varint(&p, end, &v) != 0) return TB_ERR_PROTO;
+            *hub_seq = v;
+            have_seq = 1;
+        } else if ((tag >> 3) == 2 && (tag & 7) == 2) {
+            if (get_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) return TB_ERR_PROTO;
+            *sb = p;
+            *sb_len = (size_t)v;
+            p += v;
+            have_sb = 1;
+        } else {
+            return TB_ERR_PROTO;
+        }
+    }
+    (void)have_seq;   /* proto3 omits a zero hub_seq */
+    return have_sb ? TB_OK : TB_ERR_PROTO;
+}

@@ -37,6 +37,12 @@ tb_err_t tb_frame_wrap(uint32_t field, const uint8_t *inner, size_t inner_len,
 tb_err_t tb_frame_inner(const uint8_t *buf, size_t len, uint32_t *field, const uint8_t **inner,
                         size_t *inner_len);
 
+/* Parses a serialised Frame{deliver{hub_seq, batch}} without copying:
+ * sets *hub_seq and points *sb at the SignedBatch bytes inside buf.
+ * Returns TB_OK, or TB_ERR_PROTO if buf is not such a frame. */
+tb_err_t tb_frame_parse_deliver(const uint8_t *buf, size_t len, uint64_t *hub_seq,
+                                const uint8_t **sb, size_t *sb_len);
+
 /* Builds the serialised Frame{deliver{hub_seq, batch = <signed batch bytes>}}
  * without re-encoding the signed batch. Returns a malloc'ed buffer. */
 tb_err_t tb_frame_deliver(uint64_t hub_seq, const uint8_t *signed_batch, size_t sb_len,

@@ -4,7 +4,8 @@
 # the same steps an operator follows: PKI, PostgreSQL, configs, processes.
 #
 #   fed_setup ROOT BUILD          remember where things go; creates the national CA
-#   fed_hub PORT                  hub CURVE keys + config (nodes registered later)
+#   fed_hub PORT                  hub CURVE keys + config (nodes registered later);
+#                                 with $FED_HTTP_PORT, /metrics + /healthz on 127.0.0.1:that port
 #   fed_node ID ALG [ROUTE_TO..]  enrol ID, start its PostgreSQL, write its config
 #   fed_register ID [TOPIC..]     add ID to the hub's registry, subscribed to TOPICs
 #                                 (extra YAML lines for it in $FED_REG_EXTRA)
@@ -42,6 +43,7 @@ limits:
   heartbeat_ms: 1000
   heartbeat_timeout_ms: 5000
   redeliver_ms: 3000
+${FED_HTTP_PORT:+http: {listen: '127.0.0.1:$FED_HTTP_PORT'\}}
 log:
   level: ${FED_LOG_LEVEL:-info}
   format: logfmt
@@ -99,6 +101,7 @@ fed_node() {
 # tongban-node configuration for $id (written by deploy/federation.sh)
 node:
   id: "$id"
+  admin: $FED_ROOT/run/$id.admin.sock
 keys:
   signing_key: $FED_ROOT/pki/$id/node.key
   certificate: $FED_ROOT/pki/$id/node.crt
@@ -142,6 +145,7 @@ fed_stop_proc() {
   local name=$1 sig=${2:-TERM} pid
   pid=$(fed_pid "$name") || return 0
   [ -n "$pid" ] || return 0
+  pkill "-$sig" -P "$pid" 2>/dev/null || true   # a backgrounded shell function's children
   kill "-$sig" "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true

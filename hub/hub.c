@@ -85,6 +85,18 @@ static void reset_delivery(peer_t *p)
     p->ninflight = 0;
 }
 
+/* 1 if p->fd is still the connection p's messages came on: after that
+ * connection closed, the same number may be another node's socket (or the
+ * admin channel's), which must not be shut down in p's name. */
+static int peer_fd_current(const peer_t *p)
+{
+    struct sockaddr_storage now;
+    socklen_t len = sizeof now;
+    if (p->fd < 0 || p->fd_peer_len == 0) return 0;
+    if (getpeername(p->fd, (struct sockaddr *)&now, &len) != 0) return 0;
+    return len == p->fd_peer_len && memcmp(&now, &p->fd_peer, len) == 0;
+}
+
 static void mark_offline(peer_t *p, const char *why)
 {
     if (!p->online) return;
@@ -202,6 +214,7 @@ tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, 
         goto fail;
     }
     if ((rc = hub_admin_bind(self, err, errlen)) != TB_OK) goto fail;
+    if ((rc = hub_metrics_start(self, err, errlen)) != TB_OK) goto fail;
     memset(secret, 0, sizeof secret);
     *out = self;
     return TB_OK;
@@ -217,6 +230,7 @@ void hub_destroy(hub_t **selfp)
 {
     hub_t *self = selfp ? *selfp : NULL;
     if (!self) return;
+    hub_metrics_stop(self);                /* first: joins the HTTP threads */
     if (self->router) zmq_close(self->router);
     if (self->zap) zmq_close(self->zap);
     if (self->admin) zmq_close(self->admin);
@@ -642,6 +656,21 @@ static void on_router(hub_t *self, uint64_t now)
         self->stats.malformed_frames++;
         goto done;
     }
+    int fd = zmq_msg_get(&body, ZMQ_SRCFD), fresh = 0;
+    if (peer_revoked(p)) {
+        /* a connection the revocation did not cut (the node held several,
+         * or was removed from the registry): nothing on it is served, and
+         * it is cut at its first message (p->rid: the last one cut) */
+        self->stats.rejected[TONGBAN__NACK_REASON__NACK_REVOKED]++;
+        p->rejected++;
+        if (p->rid_len != zmq_msg_size(&rid) || memcmp(p->rid, zmq_msg_data(&rid), p->rid_len) != 0) {
+            tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=revoked action=disconnect", p->id);
+            if (fd >= 0) shutdown(fd, SHUT_RDWR);
+            p->rid_len = zmq_msg_size(&rid);
+            memcpy(p->rid, zmq_msg_data(&rid), p->rid_len);
+        }
+        goto done;
+    }
     p->last_seen_ms = now;
     p->last_seen_wall_ms = wall_ms();
     if (!p->online || p->rid_len != zmq_msg_size(&rid) ||
@@ -651,8 +680,16 @@ static void on_router(hub_t *self, uint64_t now)
         if (!p->online) tb_log(TB_LOG_INFO, comp, "node_online", "node=%s", p->id);
         else reset_delivery(p);   /* a new connection: what was in flight went to the old one */
         p->online = 1;
+        fresh = 1;
     }
-    p->fd = zmq_msg_get(&body, ZMQ_SRCFD);
+    if (fresh || fd != p->fd) {
+        /* whose socket fd is now: once this connection closes, the number
+         * may be reused by another node's (see hub_revoke) */
+        p->fd_peer_len = sizeof p->fd_peer;
+        if (fd < 0 || getpeername(fd, (struct sockaddr *)&p->fd_peer, &p->fd_peer_len) != 0)
+            p->fd_peer_len = 0;
+    }
+    p->fd = fd;
     const uint8_t *data = zmq_msg_data(&body), *inner;
     size_t size = zmq_msg_size(&body), inner_len;
     uint32_t field;
@@ -715,9 +752,10 @@ tb_err_t hub_revoke(hub_t *self, const char *id, char *err, size_t errlen)
     if (p && p->online) {
         /* libzmq has no call to drop one peer of a ROUTER: shut its socket
          * down (the fd of its last message); ZAP refuses it from now on. */
-        if (p->fd >= 0) shutdown(p->fd, SHUT_RDWR);
+        if (peer_fd_current(p)) shutdown(p->fd, SHUT_RDWR);
         mark_offline(p, "revoked");
     }
+    if (p) p->rid_len = 0;   /* any connection it still holds is cut at its next message */
     tb_log(TB_LOG_WARN, comp, "node_revoked", "node=%s", id);
     broadcast_directory(self);
     return TB_OK;
@@ -742,9 +780,9 @@ tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
     if ((rc = registry_load(cfg, path, &reg, err, errlen)) != TB_OK) goto fail;
     if (strcmp(cfg->listen, self->cfg->listen) || strcmp(cfg->data_dir, self->cfg->data_dir) ||
         strcmp(cfg->curve_secret, self->cfg->curve_secret) ||
-        cfg->deliver_window != self->cfg->deliver_window)
+        cfg->deliver_window != self->cfg->deliver_window || strcmp(cfg->http_listen, self->cfg->http_listen))
         tb_log(TB_LOG_WARN, comp, "reload_needs_restart",
-               "detail=\"hub.listen, hub.data_dir, hub.curve_secret and limits.deliver_window take effect after a restart\"");
+               "detail=\"hub.listen, hub.data_dir, hub.curve_secret, limits.deliver_window and http.listen take effect after a restart\"");
     peer_t *peers = realloc(self->peers, (self->npeers + reg->n) * sizeof *peers);
     if (!peers) { rc = TB_ERR_NOMEM; goto fail; }
     self->peers = peers;
@@ -752,6 +790,7 @@ tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
         peer_t *p = &self->peers[i];
         p->reg = registry_node(reg, p->id);
         if (!p->reg && p->online) mark_offline(p, "removed_from_registry");
+        if (!p->reg) p->rid_len = 0;   /* its connections are cut at their next message */
     }
     size_t added = 0;
     for (size_t i = 0; i < reg->n; i++) {
@@ -785,6 +824,7 @@ fail:
 static void on_timer(hub_t *self, uint64_t now)
 {
     char err[TB_ERRLEN];
+    hub_metrics_tick(self);              /* the /metrics and /healthz snapshot, when due */
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = &self->peers[i];
         if (p->online && now - p->last_seen_ms > (uint64_t)self->cfg->heartbeat_timeout_ms)

@@ -4,12 +4,15 @@
 #define TB_HUB_INTERNAL_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "cursors.h"
 #include "dedup.h"
+#include "httpd.h"
 #include "hub.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 
 #define RID_MAX 256
@@ -29,6 +32,8 @@ typedef struct {
     uint8_t rid[RID_MAX];
     size_t rid_len;
     int fd;                       /* socket of its current connection (ZMQ_SRCFD), -1 unknown */
+    struct sockaddr_storage fd_peer;  /* getpeername(fd) when noted: is fd still that connection? */
+    socklen_t fd_peer_len;        /* 0: unknown */
     uint64_t last_seen_ms;
     int64_t last_seen_wall_ms;
     /* delivery to this node */
@@ -68,12 +73,27 @@ struct hub {
     int storage_failed;           /* journal refused a write: Nack until it works again */
     int fatal;                    /* journal sync failed: stop serving */
     hub_stats_t stats;
+    tb_metrics_t *metrics;        /* metrics_hub.c; NULL until the first render */
+    tb_httpd_t *httpd;            /* /metrics and /healthz; NULL when http.listen is empty */
 };
 
 /* admin.c: binds the admin socket (ipc, mode 0600). */
 tb_err_t hub_admin_bind(hub_t *self, char *err, size_t errlen);
 /* admin.c: answers one request waiting on the admin socket. */
 void hub_admin_handle(hub_t *self);
+/* metrics_hub.c: serves /metrics and /healthz when http.listen is set
+ * (nothing to do otherwise). Returns TB_OK or the error (err filled). */
+tb_err_t hub_metrics_start(hub_t *self, char *err, size_t errlen);
+/* metrics_hub.c: from the timer: publishes a fresh snapshot to the HTTP
+ * endpoint when one is due (cheap when none is). */
+void hub_metrics_tick(hub_t *self);
+/* metrics_hub.c: stops the HTTP endpoint and frees the registry. */
+void hub_metrics_stop(hub_t *self);
+/* metrics_hub.c: the hub's metrics as Prometheus text (*text malloc'd).
+ * Returns TB_OK or TB_ERR_NOMEM. */
+tb_err_t hub_metrics_render(hub_t *self, char **text, size_t *len);
+/* metrics_hub.c: the /healthz verdict: 1 if healthy, else 0 with why. */
+int hub_metrics_health(const hub_t *self, char *why, size_t whylen);
 /* hub.c: revokes a node now (registry file, connection, directory update). */
 tb_err_t hub_revoke(hub_t *self, const char *id, char *err, size_t errlen);
 /* hub.c: re-reads the configuration file and applies the registry. */

@@ -8,52 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "crypto.h"
 #include "log.h"
+#include "node_internal.h"
 #include "pki.h"
 #include "store.h"
 #include "wire.h"
-
-#define HELLO_EVERY_MS 1000
-#define HEARTBEAT_MS 1000
-#define HUB_SILENT_MS 5000         /* no frame for this long: hub considered lost */
-#define PG_RETRY_MS 1000
-#define STATS_EVERY_MS 30000
-
-typedef struct {
-    uint64_t seq;
-    char dest[TB_ID_MAX + 8];
-    uint8_t *bytes;               /* serialised SignedBatch as stored */
-    size_t len;
-    size_t entries;
-    uint64_t sent_ms;             /* 0 = to be sent */
-} pend_t;
-
-typedef struct {
-    char id[TB_ID_MAX + 1];
-    tb_cert_t *cert;
-    int revoked;
-} dir_t;
-
-struct node {
-    const tb_node_config_t *cfg;
-    tb_signer_t *signer;
-    tb_cert_t *cert, *ca;
-    void *ctx, *dealer;
-    tb_store_t *store;
-    uint64_t pg_retry_ms;
-    dir_t *dir;
-    size_t ndir;
-    int welcomed, ever_welcomed;
-    uint64_t started_ms, last_hello_ms, last_heard_ms, last_hb_ms, last_poll_ms, last_stats_ms;
-    pend_t *pend;
-    size_t npend, cap;
-    int outbox_dirty;
-    uint64_t batch_deadline;      /* 0 = none */
-    node_stats_t stats;
-};
 
 static const char *comp = "node";
 
@@ -158,6 +121,9 @@ tb_err_t node_new(const tb_node_config_t *cfg, node_t **out, char *err, size_t e
 
     rc = TB_ERR_IO;
     self->ctx = zmq_ctx_new();
+    if (self->ctx && (rc = node_admin_bind(self, err, errlen)) != TB_OK) goto fail;
+    if ((rc = node_metrics_new(cfg, &self->metrics, err, errlen)) != TB_OK) goto fail;
+    rc = TB_ERR_IO;
     self->dealer = self->ctx ? zmq_socket(self->ctx, ZMQ_DEALER) : NULL;
     if (!self->dealer) {
         snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
@@ -199,7 +165,9 @@ void node_destroy(node_t **selfp)
 {
     node_t *self = selfp ? *selfp : NULL;
     if (!self) return;
+    node_metrics_destroy(&self->metrics);
     if (self->dealer) zmq_close(self->dealer);
+    if (self->admin) zmq_close(self->admin);
     if (self->ctx) zmq_ctx_term(self->ctx);
     tb_store_destroy(&self->store);
     pend_clear(self);
@@ -482,6 +450,8 @@ static void on_ack(node_t *self, uint64_t seq)
         if (!self->store) return;
         pend_remove(self, i);
         self->stats.acks++;
+        self->last_ack_ms = tb_now_ms();
+        self->last_ack_wall_ms = (int64_t)time(NULL) * 1000;
         self->outbox_dirty = 1;
         return;
     }
@@ -493,6 +463,7 @@ static void on_nack(node_t *self, const Tongban__Nack *k, uint64_t now)
     const char *reason = tb_nack_reason_name(k->reason);
     const char *detail = k->detail ? k->detail : "";
     self->stats.nacks++;
+    node_metrics_nack(self->metrics, reason);
     if (k->reason == TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER) {
         /* An earlier batch was lost on the way (e.g. the hub restarted):
          * resend everything unacked now, in seq order. */
@@ -528,12 +499,13 @@ static const dir_t *dir_by_key_id(const node_t *self, const char *key_id)
     return NULL;
 }
 
-static void on_deliver(node_t *self, const Tongban__Deliver *dv)
+/* A delivery: hub_seq and the signed batch bytes exactly as journaled. */
+static void on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len)
 {
     char err[TB_ERRLEN], q[TB_ERRLEN + 8];
-    const Tongban__SignedBatch *sb = dv->batch;
     Tongban__Batch *b = NULL;
     if (!self->store) return;             /* not acked: the hub redelivers */
+    Tongban__SignedBatch *sb = tongban__signed_batch__unpack(NULL, raw_len, raw);
     const dir_t *sender = sb && sb->signer_key_id ? dir_by_key_id(self, sb->signer_key_id) : NULL;
     const char *why = NULL;
     if (!sb) why = "no batch";
@@ -545,12 +517,15 @@ static void on_deliver(node_t *self, const Tongban__Deliver *dv)
     if (why) {
         self->stats.rejected_in++;
         tb_log(TB_LOG_ERROR, comp, "delivery_rejected", "node=%s hub_seq=%llu sender=%s error=%s",
-               self->cfg->id, (unsigned long long)dv->hub_seq, sender ? sender->id : "?",
+               self->cfg->id, (unsigned long long)hub_seq, sender ? sender->id : "?",
                tb_log_quote(why, q, sizeof q));
         goto done;
     }
     int applied = 0;
-    tb_err_t rc = tb_store_apply(self->store, b, &applied, err, sizeof err);
+    size_t dead = 0;
+    uint64_t t0 = tb_now_ms();
+    double t_apply = tb_metrics_now();
+    tb_err_t rc = tb_store_apply_batch(self->store, b, raw, raw_len, &applied, &dead, err, sizeof err);
     if (rc == TB_ERR_UNAVAILABLE) {
         store_lost(self, "apply", err);
         goto done;
@@ -563,21 +538,116 @@ static void on_deliver(node_t *self, const Tongban__Deliver *dv)
         goto done;
     }
     if (applied) {
+        node_metrics_apply(self->metrics, tb_metrics_now() - t_apply);
         self->stats.batches_applied++;
-        self->stats.records_applied += b->n_entries;
+        self->stats.records_applied += b->n_entries - dead;
+        self->stats.dead_letters += dead;
+        self->stats.apply_ms_total += tb_now_ms() - t0;
+        if (dead)
+            tb_log(TB_LOG_WARN, comp, "dead_letters", "node=%s sender=%s seq=%llu entries=%zu dead=%zu hint=\"tbctl node dead-letters\"",
+                   self->cfg->id, b->sender, (unsigned long long)b->seq, b->n_entries, dead);
     } else {
         self->stats.duplicates++;
         tb_log(TB_LOG_INFO, comp, "duplicate_skipped", "node=%s sender=%s seq=%llu", self->cfg->id,
                b->sender, (unsigned long long)b->seq);
     }
     Tongban__DeliverAck da = TONGBAN__DELIVER_ACK__INIT;
-    da.hub_seq = dv->hub_seq;
+    da.hub_seq = hub_seq;
     Tongban__Frame f = TONGBAN__FRAME__INIT;
     f.kind_case = TONGBAN__FRAME__KIND_DELIVER_ACK;
     f.deliver_ack = &da;
     send_frame(self, &f);
 done:
     if (b) tongban__batch__free_unpacked(b, NULL);
+    if (sb) tongban__signed_batch__free_unpacked(sb, NULL);
+}
+
+uint64_t node_send_query(node_t *self, const char *dest, const char *kind, const char *body)
+{
+    Tongban__Query q = TONGBAN__QUERY__INIT;
+    q.id = ++self->query_id;
+    q.dest = (char *)dest;
+    q.kind = (char *)kind;
+    q.body.data = (uint8_t *)body;
+    q.body.len = strlen(body);
+    Tongban__Frame f = TONGBAN__FRAME__INIT;
+    f.kind_case = TONGBAN__FRAME__KIND_QUERY;
+    f.query = &q;
+    send_frame(self, &f);
+    return q.id;
+}
+
+static void send_reply(node_t *self, const Tongban__Query *q, Tongban__ReplyStatus status,
+                       const char *body)
+{
+    Tongban__Reply r = TONGBAN__REPLY__INIT;
+    r.id = q->id;
+    r.status = status;
+    r.to = q->from;
+    r.body.data = (uint8_t *)body;
+    r.body.len = strlen(body);
+    Tongban__Frame f = TONGBAN__FRAME__INIT;
+    f.kind_case = TONGBAN__FRAME__KIND_REPLY;
+    f.reply = &r;
+    send_frame(self, &f);
+}
+
+/* 1 if this node's routes send catalog to node `who` (directly, by "*", or
+ * through any topic: who may subscribe to it). */
+static int routes_share(const node_t *self, const char *catalog, const char *who)
+{
+    for (size_t i = 0; i < self->cfg->route_count; i++) {
+        const tb_route_config_t *r = &self->cfg->routes[i];
+        if (strcmp(r->catalog, "*") != 0 && strcmp(catalog, "*") != 0 && strcmp(r->catalog, catalog) != 0)
+            continue;
+        for (size_t k = 0; k < r->to_count; k++)
+            if (strcmp(r->to[k], who) == 0 || strncmp(r->to[k], "topic:", 6) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Another node asks for something now. "snapshot": queue every current
+ * record of a catalog (and its tombstones) for the asker through the
+ * outbox -- signed, ordered and deduplicated like live changes, and
+ * idempotent with them under last-writer-wins. */
+static void on_query(node_t *self, const Tongban__Query *q)
+{
+    char body[TB_ID_MAX + 2], err[TB_ERRLEN], q2[TB_ERRLEN + 8], out[64];
+    const char *from = q->from ? q->from : "";
+    const char *kind = q->kind ? q->kind : "";
+    if (strcmp(kind, "snapshot") != 0) {
+        send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_ERROR, "unknown query kind");
+        return;
+    }
+    size_t n = q->body.len < sizeof body - 1 ? q->body.len : sizeof body - 1;
+    memcpy(body, q->body.data, n);
+    body[n] = '\0';
+    if (!(strcmp(body, "*") == 0 || tb_config_valid_id(body)) || !tb_config_valid_id(from)) {
+        send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_ERROR, "bad catalog name");
+        return;
+    }
+    if (!routes_share(self, body, from)) {
+        tb_log(TB_LOG_WARN, comp, "snapshot_refused", "node=%s asker=%s catalog=%s reason=not_routed",
+               self->cfg->id, from, body);
+        send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_ERROR, "this catalog is not shared with you");
+        return;
+    }
+    if (!self->store) {
+        send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_UNAVAILABLE, "database unavailable");
+        return;
+    }
+    int64_t rows = 0;
+    if (tb_store_snapshot_enqueue(self->store, body, from, &rows, err, sizeof err) != TB_OK) {
+        tb_log(TB_LOG_ERROR, comp, "snapshot_failed", "node=%s asker=%s catalog=%s error=%s", self->cfg->id,
+               from, body, tb_log_quote(err, q2, sizeof q2));
+        send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_ERROR, "snapshot failed (see the owner's log)");
+        return;
+    }
+    tb_log(TB_LOG_INFO, comp, "snapshot_queued", "node=%s asker=%s catalog=%s rows=%lld", self->cfg->id,
+           from, body, (long long)rows);
+    snprintf(out, sizeof out, "%lld", (long long)rows);
+    send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_OK, out);
+    self->outbox_dirty = 1;
 }
 
 static void on_dealer(node_t *self, uint64_t now)
@@ -586,6 +656,13 @@ static void on_dealer(node_t *self, uint64_t now)
     zmq_msg_init(&m);
     if (zmq_msg_recv(&m, self->dealer, ZMQ_DONTWAIT) < 0) goto done;
     self->last_heard_ms = now;
+    uint64_t hub_seq;
+    const uint8_t *sbraw;
+    size_t sblen;
+    if (tb_frame_parse_deliver(zmq_msg_data(&m), zmq_msg_size(&m), &hub_seq, &sbraw, &sblen) == TB_OK) {
+        on_deliver(self, hub_seq, sbraw, sblen);    /* no copy of the batch before verifying */
+        goto done;
+    }
     Tongban__Frame *f = tongban__frame__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
     if (!f) {
         tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=malformed bytes=%zu", self->cfg->id,
@@ -596,9 +673,10 @@ static void on_dealer(node_t *self, uint64_t now)
     case TONGBAN__FRAME__KIND_WELCOME: on_welcome(self, f->welcome, now); break;
     case TONGBAN__FRAME__KIND_ACK: on_ack(self, f->ack->seq); break;
     case TONGBAN__FRAME__KIND_NACK: on_nack(self, f->nack, now); break;
-    case TONGBAN__FRAME__KIND_DELIVER: on_deliver(self, f->deliver); break;
     case TONGBAN__FRAME__KIND_HEARTBEAT: break;
     case TONGBAN__FRAME__KIND_DIRECTORY: load_directory(self, f->directory); break;
+    case TONGBAN__FRAME__KIND_QUERY: on_query(self, f->query); break;
+    case TONGBAN__FRAME__KIND_REPLY: node_admin_on_reply(self, f->reply); break;
     default:
         tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=unexpected kind=%d", self->cfg->id,
                (int)f->kind_case);
@@ -612,6 +690,10 @@ done:
 static void on_timer(node_t *self, uint64_t now)
 {
     store_reconnect(self, now);
+    node_admin_timer(self, now);
+    node_gauges_t g = { .hub_connected = self->welcomed, .pg_connected = self->store != NULL,
+                        .outbox_unacked = self->npend, .cert = self->cert };
+    node_metrics_tick(self->metrics, &self->stats, &g);
     if (!self->welcomed) {
         if (now - self->last_hello_ms >= HELLO_EVERY_MS) send_hello(self, now);
     } else {
@@ -656,11 +738,13 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
     send_hello(self, now);
     self->outbox_dirty = 1;
     while (!*stop) {
-        zmq_pollitem_t items[2] = { { self->dealer, 0, ZMQ_POLLIN, 0 }, { NULL, -1, ZMQ_POLLIN, 0 } };
-        int nitems = 1;
+        zmq_pollitem_t items[3] = { { self->dealer, 0, ZMQ_POLLIN, 0 },
+                                     { self->admin, 0, self->admin_waiting ? 0 : ZMQ_POLLIN, 0 },
+                                     { NULL, -1, ZMQ_POLLIN, 0 } };
+        int nitems = 2;
         if (self->store) {
-            items[1].fd = tb_store_socket(self->store);
-            nitems = 2;
+            items[2].fd = tb_store_socket(self->store);
+            nitems = 3;
         }
         long timeout = 50;
         if (self->batch_deadline) {
@@ -677,14 +761,20 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
         }
         now = tb_now_ms();
         if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            /* Applying a backlog can take a while: give timers, the admin
+             * channel and the outbox a turn every DRAIN_BUDGET_MS. */
+            uint64_t start = now;
             for (int i = 0; i < 512; i++) {
                 int ev = 0;
                 size_t evlen = sizeof ev;
                 if (zmq_getsockopt(self->dealer, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN)) break;
                 on_dealer(self, now);
+                now = tb_now_ms();
+                if (now - start >= DRAIN_BUDGET_MS) break;
             }
         }
-        if (n > 0 && nitems == 2 && (items[1].revents & ZMQ_POLLIN) && self->store) {
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) node_admin_handle(self, now);
+        if (n > 0 && nitems == 3 && (items[2].revents & ZMQ_POLLIN) && self->store) {
             int got = tb_store_drain_notifies(self->store);
             if (got < 0) store_lost(self, "listen", "connection to PostgreSQL lost");
             else if (got > 0 && !self->batch_deadline) {

@@ -28,7 +28,8 @@ void node_destroy(node_t **self);
 typedef struct {
     unsigned long batches_sent, records_sent, acks, nacks;
     unsigned long batches_applied, records_applied, duplicates, rejected_in;
-    unsigned long pg_errors;
+    unsigned long pg_errors, dead_letters;
+    unsigned long long apply_ms_total;
 } node_stats_t;
 void node_get_stats(const node_t *self, node_stats_t *out);
 

@@ -13,215 +13,11 @@
 #include <string.h>
 
 #include "log.h"
+#include "store_schema.h"
 
 struct tb_store {
     PGconn *conn;
     char node_id[TB_ID_MAX + 1];
-};
-
-/* ------------------------------------------------------------------------
- * Schema migrations: applied in order, each with its record in one
- * transaction, under an advisory lock so two nodes starting on one database
- * do not race. Never edit a released migration: append a new one.
- * ------------------------------------------------------------------------ */
-
-typedef struct {
-    int version;
-    const char *description;
-    const char *sql;
-} migration_t;
-
-/* Session-level guard shared by every capture trigger: the node sets
- * tongban.applying = 'on' (SET LOCAL) while it applies remote changes. */
-#define NOT_APPLYING "current_setting('tongban.applying', true) IS DISTINCT FROM 'on'"
-
-static const migration_t migrations[] = {
-    {1, "records, routes, outbox, sent batches, inbox, node state, capture triggers",
-     "CREATE TABLE tongban.node_state ("
-     "  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
-     "  node_id text NOT NULL,"
-     "  next_seq bigint NOT NULL DEFAULT 1 CHECK (next_seq > 0));\n"
-
-     "CREATE FUNCTION tongban.local_node() RETURNS text LANGUAGE sql STABLE AS"
-     "  $$ SELECT node_id FROM tongban.node_state $$;\n"
-     /* milliseconds since the epoch << 16: the low 16 bits are the HLC counter */
-     "CREATE FUNCTION tongban.hlc_now() RETURNS bigint LANGUAGE sql VOLATILE AS"
-     "  $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16 $$;\n"
-
-     "CREATE TABLE tongban.records ("
-     "  catalog text NOT NULL,"
-     "  key text NOT NULL,"
-     "  body jsonb NOT NULL,"
-     "  version bigint NOT NULL DEFAULT 1,"
-     "  origin text NOT NULL DEFAULT tongban.local_node(),"
-     "  hlc bigint NOT NULL DEFAULT tongban.hlc_now(),"
-     "  updated_at timestamptz NOT NULL DEFAULT now(),"
-     "  PRIMARY KEY (catalog, key));\n"
-
-     "CREATE TABLE tongban.routes ("
-     "  catalog text NOT NULL,"
-     "  dest text NOT NULL,"
-     "  PRIMARY KEY (catalog, dest));\n"
-
-     "CREATE TABLE tongban.outbox ("
-     "  id bigserial PRIMARY KEY,"
-     "  dest text NOT NULL,"
-     "  op char(1) NOT NULL CHECK (op IN ('U', 'D')),"
-     "  catalog text NOT NULL,"
-     "  key text NOT NULL,"
-     "  body jsonb,"
-     "  version bigint NOT NULL,"
-     "  origin text NOT NULL,"
-     "  hlc bigint NOT NULL,"
-     "  created_at timestamptz NOT NULL DEFAULT now());\n"
-     "CREATE INDEX outbox_dest_id ON tongban.outbox (dest, id);\n"
-
-     "CREATE TABLE tongban.sent_batches ("
-     "  seq bigint PRIMARY KEY,"
-     "  dest text NOT NULL,"
-     "  signed bytea NOT NULL,"
-     "  created_at timestamptz NOT NULL DEFAULT now());\n"
-
-     "CREATE TABLE tongban.inbox ("
-     "  sender text NOT NULL,"
-     "  seq bigint NOT NULL,"
-     "  applied_at timestamptz NOT NULL DEFAULT now(),"
-     "  PRIMARY KEY (sender, seq));\n"
-
-     /* local updates always move the record's clock forward */
-     "CREATE FUNCTION tongban.records_before_update() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-     "BEGIN\n"
-     "  IF NEW.catalog IS DISTINCT FROM OLD.catalog OR NEW.key IS DISTINCT FROM OLD.key THEN\n"
-     "    RAISE EXCEPTION 'tongban.records: catalog and key cannot be changed (delete and insert instead)'\n"
-     "      USING ERRCODE = 'feature_not_supported';\n"
-     "  END IF;\n"
-     "  NEW.hlc := greatest(tongban.hlc_now(), OLD.hlc + 1);\n"
-     "  NEW.origin := tongban.local_node();\n"
-     "  NEW.version := OLD.version + 1;\n"
-     "  NEW.updated_at := now();\n"
-     "  RETURN NEW;\n"
-     "END $$;\n"
-     "CREATE TRIGGER records_before_update BEFORE UPDATE ON tongban.records"
-     "  FOR EACH ROW WHEN (" NOT_APPLYING ")"
-     "  EXECUTE FUNCTION tongban.records_before_update();\n"
-
-     /* capture: one outbox row per (changed row x matching destination) */
-     "CREATE FUNCTION tongban.capture_upsert() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-     "BEGIN\n"
-     "  INSERT INTO tongban.outbox (dest, op, catalog, key, body, version, origin, hlc)\n"
-     "  SELECT r.dest, 'U', n.catalog, n.key, n.body, n.version, n.origin, n.hlc\n"
-     "    FROM new_rows n JOIN tongban.routes r ON (r.catalog = n.catalog OR r.catalog = '*');\n"
-     "  IF FOUND THEN PERFORM pg_notify('tongban_outbox', ''); END IF;\n"
-     "  RETURN NULL;\n"
-     "END $$;\n"
-     "CREATE FUNCTION tongban.capture_delete() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-     "DECLARE\n"
-     "  me text := tongban.local_node();\n"
-     "  now_hlc bigint := tongban.hlc_now();\n"
-     "BEGIN\n"
-     "  INSERT INTO tongban.outbox (dest, op, catalog, key, body, version, origin, hlc)\n"
-     "  SELECT r.dest, 'D', o.catalog, o.key, NULL, o.version + 1, me, greatest(now_hlc, o.hlc + 1)\n"
-     "    FROM old_rows o JOIN tongban.routes r ON (r.catalog = o.catalog OR r.catalog = '*');\n"
-     "  IF FOUND THEN PERFORM pg_notify('tongban_outbox', ''); END IF;\n"
-     "  RETURN NULL;\n"
-     "END $$;\n"
-     "CREATE TRIGGER records_capture_insert AFTER INSERT ON tongban.records"
-     "  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (" NOT_APPLYING ")"
-     "  EXECUTE FUNCTION tongban.capture_upsert();\n"
-     "CREATE TRIGGER records_capture_update AFTER UPDATE ON tongban.records"
-     "  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (" NOT_APPLYING ")"
-     "  EXECUTE FUNCTION tongban.capture_upsert();\n"
-     "CREATE TRIGGER records_capture_delete AFTER DELETE ON tongban.records"
-     "  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT WHEN (" NOT_APPLYING ")"
-     "  EXECUTE FUNCTION tongban.capture_delete();\n"
-
-     /* TRUNCATE fires no row capture: refuse it rather than diverge silently */
-     "CREATE FUNCTION tongban.records_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-     "BEGIN\n"
-     "  RAISE EXCEPTION 'TRUNCATE of tongban.records is not replicated; use DELETE'\n"
-     "    USING ERRCODE = 'feature_not_supported';\n"
-     "END $$;\n"
-     "CREATE TRIGGER records_no_truncate BEFORE TRUNCATE ON tongban.records"
-     "  FOR EACH STATEMENT WHEN (" NOT_APPLYING ")"
-     "  EXECUTE FUNCTION tongban.records_no_truncate();\n"},
-    {2, "refused_batches: batches the hub refused for good, kept for the operator",
-     "CREATE TABLE tongban.refused_batches ("
-     "  seq bigint PRIMARY KEY,"
-     "  dest text NOT NULL,"
-     "  signed bytea NOT NULL,"
-     "  reason text NOT NULL,"
-     "  detail text NOT NULL,"
-     "  refused_at timestamptz NOT NULL DEFAULT now());\n"},
-};
-
-#define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
-
-/* Advisory lock key for schema changes and node claim ("tongban" in ASCII). */
-#define MIGRATE_LOCK_SQL "SELECT pg_advisory_xact_lock(32773617270022510)"
-
-static const char bootstrap_sql[] =
-    "CREATE SCHEMA IF NOT EXISTS tongban;\n"
-    "CREATE TABLE IF NOT EXISTS tongban.schema_migrations ("
-    "  version int PRIMARY KEY,"
-    "  description text NOT NULL,"
-    "  applied_at timestamptz NOT NULL DEFAULT now());\n";
-
-/* ------------------------------------------------------------------------
- * Hot statements, prepared once per connection.
- * ------------------------------------------------------------------------ */
-
-enum {
-    S_OUTBOX_READ,
-    S_NEXT_SEQ,
-    S_SENT_INSERT,
-    S_OUTBOX_DELETE,
-    S_ACK,
-    S_REFUSE,
-    S_INBOX_INSERT,
-    S_APPLY_UPSERT,
-    S_APPLY_DELETE,
-    S__COUNT
-};
-
-static const struct {
-    const char *name;
-    const char *sql;
-} stmts[S__COUNT] = {
-    [S_OUTBOX_READ] = {"tb_outbox_read",
-        "SELECT id, op, catalog, key, body::text, version, origin, hlc"
-        "  FROM tongban.outbox WHERE dest = $1 ORDER BY id LIMIT $2::bigint"},
-    [S_NEXT_SEQ] = {"tb_next_seq",
-        "UPDATE tongban.node_state SET next_seq = next_seq + 1 RETURNING next_seq - 1"},
-    [S_SENT_INSERT] = {"tb_sent_insert",
-        "INSERT INTO tongban.sent_batches (seq, dest, signed) VALUES ($1::bigint, $2, $3::bytea)"},
-    [S_OUTBOX_DELETE] = {"tb_outbox_delete",
-        "DELETE FROM tongban.outbox WHERE id = ANY ($1::bigint[])"},
-    [S_ACK] = {"tb_ack", "DELETE FROM tongban.sent_batches WHERE seq = $1::bigint"},
-    [S_REFUSE] = {"tb_refuse",
-        "WITH moved AS (DELETE FROM tongban.sent_batches WHERE seq = $1::bigint RETURNING seq, dest, signed)"
-        " INSERT INTO tongban.refused_batches (seq, dest, signed, reason, detail)"
-        " SELECT seq, dest, signed, $2, $3 FROM moved ON CONFLICT (seq) DO NOTHING"},
-    [S_INBOX_INSERT] = {"tb_inbox_insert",
-        "INSERT INTO tongban.inbox (sender, seq) VALUES ($1, $2::bigint) ON CONFLICT DO NOTHING"},
-    /* DISTINCT ON keeps one row per key (the newest) so ON CONFLICT never
-     * touches a row twice; the WHERE makes it last-writer-wins. Origins are
-     * compared bytewise (COLLATE "C") so every node breaks ties alike,
-     * whatever its database's collation. */
-    [S_APPLY_UPSERT] = {"tb_apply_upsert",
-        "INSERT INTO tongban.records AS r (catalog, key, body, version, origin, hlc)"
-        " SELECT DISTINCT ON (u.catalog, u.key) u.catalog, u.key, u.body::jsonb, u.version, u.origin, u.hlc"
-        "   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])"
-        "        WITH ORDINALITY AS u (catalog, key, body, version, origin, hlc, ord)"
-        "  ORDER BY u.catalog, u.key, u.hlc DESC, u.origin COLLATE \"C\" DESC, u.ord DESC"
-        " ON CONFLICT (catalog, key) DO UPDATE"
-        "    SET body = EXCLUDED.body, version = EXCLUDED.version, origin = EXCLUDED.origin,"
-        "        hlc = EXCLUDED.hlc, updated_at = now()"
-        "  WHERE (EXCLUDED.hlc, EXCLUDED.origin COLLATE \"C\") > (r.hlc, r.origin COLLATE \"C\")"},
-    [S_APPLY_DELETE] = {"tb_apply_delete",
-        "DELETE FROM tongban.records AS r"
-        "  USING unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS d (catalog, key, origin, hlc)"
-        "  WHERE r.catalog = d.catalog AND r.key = d.key"
-        "    AND (d.hlc, d.origin COLLATE \"C\") >= (r.hlc, r.origin COLLATE \"C\")"},
 };
 
 /* ------------------------------------------------------------------------
@@ -308,6 +104,26 @@ static void arr_i64(sbuf_t *b, int64_t v)
         b->len += (size_t)snprintf(b->p + b->len, 25, "%" PRId64, v);
 }
 
+/* Appends one bytea element in hex input form: "\\x0a1b" in the literal
+ * (the backslash escaped for the array parser, then bytea's \x hex). */
+static void arr_hex(sbuf_t *b, const uint8_t *data, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    arr_sep(b);
+    if (sb_reserve(b, 2 * n + 5) != 0)
+        return;
+    char *w = b->p + b->len;
+    memcpy(w, "\"\\\\x", 4);
+    w += 4;
+    for (size_t i = 0; i < n; i++) {
+        *w++ = hex[data[i] >> 4];
+        *w++ = hex[data[i] & 15];
+    }
+    *w++ = '"';
+    *w = '\0';
+    b->len = (size_t)(w - b->p);
+}
+
 static void arr_close(sbuf_t *b)
 {
     sb_putc(b, '}');
@@ -351,10 +167,9 @@ static void rollback(tb_store_t *self)
         PQclear(PQexec(self->conn, "ROLLBACK"));
 }
 
-/* Reports a failed statement: fills err with what + the PostgreSQL message,
- * clears res, rolls back any open transaction. Returns TB_ERR_UNAVAILABLE if
- * the connection is gone, TB_ERR_DB otherwise. */
-static tb_err_t pg_fail(tb_store_t *self, PGresult *res, const char *what, char *err, size_t errlen)
+/* The error of a failed statement as one line: "message (detail) SQLSTATE
+ * xxxxx" (the connection's message when res carries none). */
+static void pg_reason(tb_store_t *self, const PGresult *res, char *buf, size_t len)
 {
     const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
@@ -363,12 +178,40 @@ static tb_err_t pg_fail(tb_store_t *self, PGresult *res, const char *what, char 
         msg = PQerrorMessage(self->conn);
     if (!msg || !*msg)
         msg = res ? PQresStatus(PQresultStatus(res)) : "no result from server";
-    seterr(err, errlen, "%s: %s%s%s%s%s%s", what, msg, detail ? " (" : "", detail ? detail : "",
-           detail ? ")" : "", state ? " SQLSTATE " : "", state ? state : "");
+    seterr(buf, len, "%s%s%s%s%s%s", msg, detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
+           state ? " SQLSTATE " : "", state ? state : "");
+}
+
+/* Reports a failed statement: fills err with what + the PostgreSQL message,
+ * clears res, rolls back any open transaction. Returns TB_ERR_UNAVAILABLE if
+ * the connection is gone, TB_ERR_DB otherwise. */
+static tb_err_t pg_fail(tb_store_t *self, PGresult *res, const char *what, char *err, size_t errlen)
+{
+    char reason[1024];
+    pg_reason(self, res, reason, sizeof reason);
+    seterr(err, errlen, "%s: %s", what, reason);
     PQclear(res);
     tb_err_t rc = PQstatus(self->conn) == CONNECTION_OK ? TB_ERR_DB : TB_ERR_UNAVAILABLE;
     rollback(self);
     return rc;
+}
+
+/* 1 if a failed statement's error is about the data it was given (a
+ * constraint, invalid input...: the entry can be dead-lettered), 0 if it is
+ * about the moment or the server -- connection (08), transaction state
+ * (25), rollback (40: deadlock, serialization), resources (53), object
+ * state (55: lock timeout), operator (57: cancel, shutdown), system (58) --
+ * or the connection is gone: then the batch must fail and be redelivered. */
+static int data_error(tb_store_t *self, const PGresult *res)
+{
+    static const char transient[][3] = {"08", "25", "40", "53", "55", "57", "58"};
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!st || strlen(st) != 5 || PQstatus(self->conn) != CONNECTION_OK)
+        return 0;
+    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
+        if (strncmp(st, transient[i], 2) == 0)
+            return 0;
+    return 1;
 }
 
 /* TB_ERR_UNAVAILABLE (with err filled) if the connection is gone, else TB_OK. */
@@ -399,7 +242,7 @@ static tb_err_t exec_simple(tb_store_t *self, const char *sql, const char *what,
 static PGresult *exec_stmt(tb_store_t *self, int s, int n, const char *const *vals, const int *lens,
                            const int *fmts, int resfmt)
 {
-    return PQexecPrepared(self->conn, stmts[s].name, n, vals, lens, fmts, resfmt);
+    return PQexecPrepared(self->conn, tb_store_stmts[s].name, n, vals, lens, fmts, resfmt);
 }
 
 static int parse_i64(const char *s, int64_t *out)
@@ -437,7 +280,7 @@ static tb_err_t migrate_step(tb_store_t *self, int *done, char *err, size_t errl
 
     if ((rc = exec_simple(self, "BEGIN", "migrate: BEGIN", err, errlen)) != TB_OK)
         return rc;
-    if ((rc = exec_simple(self, MIGRATE_LOCK_SQL, "migrate: advisory lock", err, errlen)) != TB_OK)
+    if ((rc = exec_simple(self, TB_STORE_MIGRATE_LOCK_SQL, "migrate: advisory lock", err, errlen)) != TB_OK)
         return rc;
 
     res = PQexec(self->conn, "SELECT to_regclass('tongban.schema_migrations') IS NOT NULL");
@@ -446,7 +289,8 @@ static tb_err_t migrate_step(tb_store_t *self, int *done, char *err, size_t errl
     int have_table = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     if (!have_table &&
-        (rc = exec_simple(self, bootstrap_sql, "migrate: create tongban.schema_migrations", err, errlen)) != TB_OK)
+        (rc = exec_simple(self, tb_store_bootstrap_sql, "migrate: create tongban.schema_migrations", err,
+                          errlen)) != TB_OK)
         return rc;
 
     res = PQexec(self->conn, "SELECT coalesce(max(version), 0) FROM tongban.schema_migrations");
@@ -463,10 +307,10 @@ static tb_err_t migrate_step(tb_store_t *self, int *done, char *err, size_t errl
         return TB_ERR_DB;
     }
 
-    const migration_t *next = NULL;
-    for (size_t i = 0; i < MIGRATION_COUNT; i++)
-        if (migrations[i].version > current) {
-            next = &migrations[i];
+    const tb_migration_t *next = NULL;
+    for (size_t i = 0; i < tb_store_migration_count; i++)
+        if (tb_store_migrations[i].version > current) {
+            next = &tb_store_migrations[i];
             break;
         }
 
@@ -550,10 +394,10 @@ tb_err_t tb_store_open(const char *conninfo, const char *node_id, tb_store_t **o
             goto fail;
 
     for (int i = 0; i < S__COUNT; i++) {
-        PGresult *res = PQprepare(self->conn, stmts[i].name, stmts[i].sql, 0, NULL);
+        PGresult *res = PQprepare(self->conn, tb_store_stmts[i].name, tb_store_stmts[i].sql, 0, NULL);
         if (!res_ok(res)) {
             char what[80];
-            snprintf(what, sizeof what, "prepare %s", stmts[i].name);
+            snprintf(what, sizeof what, "prepare %s", tb_store_stmts[i].name);
             rc = pg_fail(self, res, what, err, errlen);
             goto fail;
         }
@@ -946,20 +790,71 @@ tb_err_t tb_store_refuse(tb_store_t *self, uint64_t seq, const char *reason, con
  * Receiver side
  * ------------------------------------------------------------------------ */
 
-/* Applies entries [from, to) -- all of one type, already decoded into msgs --
- * with one multi-row statement. */
-static tb_err_t apply_run(tb_store_t *self, const char *batch_name, Tongban__EntryType type,
-                          void *const *msgs, size_t from, size_t to, char *err, size_t errlen)
+static const char *entry_type_name(int type)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&tongban__entry_type__descriptor, type);
+    return v ? v->name : NULL;
+}
+
+static void free_entry(int type, void *msg)
+{
+    if (!msg)
+        return;
+    if (type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT)
+        tongban__record_upsert__free_unpacked(msg, NULL);
+    else
+        tongban__record_delete__free_unpacked(msg, NULL);
+}
+
+/* Decodes one entry's payload: the RecordUpsert / RecordDelete, or NULL
+ * with the reason in why (unsupported type, undecodable, out of range). */
+static void *decode_entry(int type, const uint8_t *data, size_t len, char *why, size_t whylen)
+{
+    if (type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT) {
+        Tongban__RecordUpsert *u = tongban__record_upsert__unpack(NULL, len, data);
+        if (!u)
+            seterr(why, whylen, "undecodable RecordUpsert payload (%zu bytes)", len);
+        else if (u->hlc > INT64_MAX || u->version > INT64_MAX) {
+            seterr(why, whylen, "RecordUpsert hlc %" PRIu64 " or version %" PRIu64 " beyond INT64_MAX", u->hlc,
+                   u->version);
+            tongban__record_upsert__free_unpacked(u, NULL);
+            u = NULL;
+        }
+        return u;
+    }
+    if (type == TONGBAN__ENTRY_TYPE__RECORD_DELETE) {
+        Tongban__RecordDelete *d = tongban__record_delete__unpack(NULL, len, data);
+        if (!d)
+            seterr(why, whylen, "undecodable RecordDelete payload (%zu bytes)", len);
+        else if (d->hlc > INT64_MAX || d->version > INT64_MAX) {
+            seterr(why, whylen, "RecordDelete hlc %" PRIu64 " or version %" PRIu64 " beyond INT64_MAX", d->hlc,
+                   d->version);
+            tongban__record_delete__free_unpacked(d, NULL);
+            d = NULL;
+        }
+        return d;
+    }
+    const char *name = entry_type_name(type);
+    seterr(why, whylen, "unsupported entry type %d (%s)", type, name ? name : "unknown");
+    return NULL;
+}
+
+/* Runs the multi-row statement of type (upsert or delete) over the entries
+ * msgs[idx[0..k-1]]. Returns the result (the caller clears it); NULL with
+ * *oom = 1 when out of memory here. */
+static PGresult *run_stmt(tb_store_t *self, int type, void *const *msgs, const size_t *idx, size_t k, int *oom)
 {
     enum { NCOL = 6 };
     sbuf_t col[NCOL] = {{0}};
-    tb_err_t rc = TB_OK;
-    int ncol = type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT ? 6 : 4;
+    PGresult *res = NULL;
+    int upsert = type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT;
+    int ncol = upsert ? 6 : 5;
+    *oom = 0;
     for (int c = 0; c < ncol; c++)
         arr_open(&col[c]);
-    for (size_t i = from; i < to; i++) {
-        if (type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT) {
-            const Tongban__RecordUpsert *u = msgs[i];
+    for (size_t j = 0; j < k; j++) {
+        if (upsert) {
+            const Tongban__RecordUpsert *u = msgs[idx[j]];
             arr_text(&col[0], u->catalog);
             arr_text(&col[1], u->key);
             arr_text(&col[2], u->body);
@@ -967,52 +862,195 @@ static tb_err_t apply_run(tb_store_t *self, const char *batch_name, Tongban__Ent
             arr_text(&col[4], u->origin);
             arr_i64(&col[5], (int64_t)u->hlc);
         } else {
-            const Tongban__RecordDelete *d = msgs[i];
+            const Tongban__RecordDelete *d = msgs[idx[j]];
             arr_text(&col[0], d->catalog);
             arr_text(&col[1], d->key);
-            arr_text(&col[2], d->origin);
-            arr_i64(&col[3], (int64_t)d->hlc);
+            arr_i64(&col[2], (int64_t)d->version);
+            arr_text(&col[3], d->origin);
+            arr_i64(&col[4], (int64_t)d->hlc);
         }
     }
     const char *vals[NCOL];
-    int oom = 0;
     for (int c = 0; c < ncol; c++) {
         arr_close(&col[c]);
-        oom |= col[c].oom;
+        *oom |= col[c].oom;
         vals[c] = col[c].p;
+    }
+    if (!*oom)
+        res = exec_stmt(self, upsert ? S_APPLY_UPSERT : S_APPLY_DELETE, ncol, vals, NULL, NULL, 0);
+    for (int c = 0; c < NCOL; c++)
+        free(col[c].p);
+    return res;
+}
+
+/* BEGIN, SET LOCAL tongban.applying, record (sender, seq) in the inbox:
+ * *fresh = 0 if it was already there (the transaction stays open). */
+static tb_err_t begin_apply(tb_store_t *self, const Tongban__Batch *batch, const char *what, int *fresh, char *err,
+                            size_t errlen)
+{
+    tb_err_t rc;
+    *fresh = 0;
+    if ((rc = exec_simple(self, "BEGIN; SET LOCAL tongban.applying = 'on'", what, err, errlen)) != TB_OK)
+        return rc;
+    char seqs[24];
+    snprintf(seqs, sizeof seqs, "%" PRIu64, batch->seq);
+    const char *ivals[2] = {batch->sender, seqs};
+    PGresult *res = exec_stmt(self, S_INBOX_INSERT, 2, ivals, NULL, NULL, 0);
+    if (!res_ok(res))
+        return pg_fail(self, res, what, err, errlen);
+    *fresh = strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    return TB_OK;
+}
+
+/* Applies the decodable entries live[0..nlive-1] (indexes into the batch)
+ * with one statement per run of one type, in batch order.
+ * Fast (careful = 0): no savepoints; a run refused for its data rolls the
+ * transaction back and returns TB_ERR_DB with *retry = 1.
+ * Careful: each run in a SAVEPOINT; a run refused for its data is rolled
+ * back to it and applied entry by entry (a savepoint each), the reason of
+ * every refused entry i going to why[i].
+ * Any other error rolls everything back (TB_ERR_DB / TB_ERR_UNAVAILABLE). */
+static tb_err_t apply_runs(tb_store_t *self, const char *what, const Tongban__Batch *batch, void *const *msgs,
+                           const size_t *live, size_t nlive, int careful, char **why, int *retry, char *err,
+                           size_t errlen)
+{
+    tb_err_t rc;
+    char ctx[TB_ID_MAX + 192];
+    int oom;
+    *retry = 0;
+    for (size_t a = 0; a < nlive;) {
+        int type = batch->entries[live[a]]->type;
+        size_t b = a;
+        while (b < nlive && (int)batch->entries[live[b]]->type == type)
+            b++;
+        snprintf(ctx, sizeof ctx, "%s: %s of entries %zu..%zu", what,
+                 type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT ? "upserts" : "deletes", live[a], live[b - 1]);
+        if (careful && (rc = exec_simple(self, "SAVEPOINT tb_run", ctx, err, errlen)) != TB_OK)
+            return rc;
+        PGresult *res = run_stmt(self, type, msgs, live + a, b - a, &oom);
+        if (oom)
+            goto nomem;
+        if (res_ok(res)) {
+            PQclear(res);
+            if (careful && (rc = exec_simple(self, "RELEASE SAVEPOINT tb_run", ctx, err, errlen)) != TB_OK)
+                return rc;
+            a = b;
+            continue;
+        }
+        if (!data_error(self, res))
+            return pg_fail(self, res, ctx, err, errlen);
+        if (!careful) {
+            rc = pg_fail(self, res, ctx, err, errlen);
+            *retry = 1;
+            return rc;
+        }
+        PQclear(res);
+        if ((rc = exec_simple(self, "ROLLBACK TO SAVEPOINT tb_run", ctx, err, errlen)) != TB_OK)
+            return rc;
+        for (size_t j = a; j < b; j++) {
+            res = run_stmt(self, type, msgs, live + j, 1, &oom);
+            if (oom)
+                goto nomem;
+            if (res_ok(res)) {
+                PQclear(res);
+                rc = exec_simple(self, "RELEASE SAVEPOINT tb_run; SAVEPOINT tb_run", ctx, err, errlen);
+            } else if (!data_error(self, res)) {
+                return pg_fail(self, res, ctx, err, errlen);
+            } else {
+                char reason[1024];
+                pg_reason(self, res, reason, sizeof reason);
+                PQclear(res);
+                if (!(why[live[j]] = strdup(reason)))
+                    goto nomem;
+                rc = exec_simple(self, "ROLLBACK TO SAVEPOINT tb_run", ctx, err, errlen);
+            }
+            if (rc != TB_OK)
+                return rc;
+        }
+        if ((rc = exec_simple(self, "RELEASE SAVEPOINT tb_run", ctx, err, errlen)) != TB_OK)
+            return rc;
+        a = b;
+    }
+    return TB_OK;
+nomem:
+    rollback(self);
+    seterr(err, errlen, "%s: out of memory", what);
+    return TB_ERR_NOMEM;
+}
+
+/* Inserts the batch's dead letters (entries i with why[i] set) and, once,
+ * the signed batch bytes (NULL when signed_batch is NULL). */
+static tb_err_t insert_dead(tb_store_t *self, const char *what, const Tongban__Batch *batch,
+                            const uint8_t *signed_batch, size_t signed_len, char *const *why, char *err,
+                            size_t errlen)
+{
+    enum { NARR = 5 };
+    sbuf_t arr[NARR] = {{0}};
+    tb_err_t rc = TB_OK;
+    int oom = 0;
+    for (int c = 0; c < NARR; c++)
+        arr_open(&arr[c]);
+    for (size_t i = 0; i < batch->n_entries; i++) {
+        if (!why[i])
+            continue;
+        const Tongban__Entry *e = batch->entries[i];
+        arr_i64(&arr[0], (int64_t)i);
+        arr_hex(&arr[1], e ? e->id.data : NULL, e ? e->id.len : 0);
+        arr_i64(&arr[2], e ? (int64_t)e->type : 0);
+        arr_hex(&arr[3], e ? e->payload.data : NULL, e ? e->payload.len : 0);
+        arr_text(&arr[4], why[i]);
+    }
+    for (int c = 0; c < NARR; c++) {
+        arr_close(&arr[c]);
+        oom |= arr[c].oom;
     }
     if (oom) {
         rollback(self);
-        seterr(err, errlen, "apply: out of memory");
+        seterr(err, errlen, "%s: dead letters: out of memory", what);
         rc = TB_ERR_NOMEM;
         goto done;
     }
-    int upsert = type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT;
-    PGresult *res = exec_stmt(self, upsert ? S_APPLY_UPSERT : S_APPLY_DELETE, ncol, vals, NULL, NULL, 0);
+    char seqs[24];
+    snprintf(seqs, sizeof seqs, "%" PRIu64, batch->seq);
+    const char *vals[8] = {batch->sender, seqs, (const char *)signed_batch, arr[0].p, arr[1].p,
+                           arr[2].p,      arr[3].p, arr[4].p};
+    int lens[8] = {0, 0, (int)signed_len, 0, 0, 0, 0, 0};
+    int fmts[8] = {0, 0, 1, 0, 0, 0, 0, 0};
+    PGresult *res = exec_stmt(self, S_DEAD_INSERT, 8, vals, lens, fmts, 0);
     if (!res_ok(res)) {
-        char what[TB_ID_MAX + 160];
-        snprintf(what, sizeof what, "%s: %s of entries %zu..%zu", batch_name, upsert ? "upserts" : "deletes",
-                 from, to - 1);
-        rc = pg_fail(self, res, what, err, errlen);
+        char ctx[TB_ID_MAX + 96];
+        snprintf(ctx, sizeof ctx, "%s: store dead letters", what);
+        rc = pg_fail(self, res, ctx, err, errlen);
         goto done;
     }
     PQclear(res);
 done:
-    for (int c = 0; c < NCOL; c++)
-        free(col[c].p);
+    for (int c = 0; c < NARR; c++)
+        free(arr[c].p);
     return rc;
 }
 
-tb_err_t tb_store_apply(tb_store_t *self, const Tongban__Batch *batch, int *applied, char *err, size_t errlen)
+tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, const uint8_t *signed_batch,
+                              size_t signed_len, int *applied, size_t *dead, char *err, size_t errlen)
 {
     tb_err_t rc;
     void **msgs = NULL;
-    size_t nent = 0, decoded = 0;
+    char **why = NULL;
+    size_t *live = NULL;
+    size_t nent = 0, nlive = 0, ndead = 0;
+    int fresh = 0;
     *applied = 0;
+    if (dead)
+        *dead = 0;
     if (!self || !batch || !batch->sender || !*batch->sender || batch->seq > INT64_MAX ||
         (batch->n_entries && !batch->entries)) {
         seterr(err, errlen, "apply: batch without sender or with seq out of range");
         return TB_ERR_PROTO;
+    }
+    if (signed_len > INT32_MAX || (signed_len && !signed_batch)) {
+        seterr(err, errlen, "apply: invalid signed batch bytes");
+        return TB_ERR_INVALID;
     }
     if ((rc = check_conn(self, "apply", err, errlen)) != TB_OK)
         return rc;
@@ -1023,93 +1061,453 @@ tb_err_t tb_store_apply(tb_store_t *self, const Tongban__Batch *batch, int *appl
     char what[TB_ID_MAX + 64];
     snprintf(what, sizeof what, "apply batch %.64s/%" PRIu64, batch->sender, batch->seq);
 
-    if ((rc = exec_simple(self, "BEGIN; SET LOCAL tongban.applying = 'on'", what, err, errlen)) != TB_OK)
-        return rc;
-    char seqs[24];
-    snprintf(seqs, sizeof seqs, "%" PRIu64, batch->seq);
-    const char *ivals[2] = {batch->sender, seqs};
-    PGresult *res = exec_stmt(self, S_INBOX_INSERT, 2, ivals, NULL, NULL, 0);
-    if (!res_ok(res))
-        return pg_fail(self, res, what, err, errlen);
-    int fresh = strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
-    if (!fresh) /* already applied: nothing to do */
-        return exec_simple(self, "ROLLBACK", what, err, errlen);
-
+    /* decode everything first: what cannot be decoded is a dead letter */
     nent = batch->n_entries;
-    if (nent && !(msgs = calloc(nent, sizeof *msgs))) {
-        rollback(self);
-        seterr(err, errlen, "%s: out of memory", what);
-        return TB_ERR_NOMEM;
-    }
-    for (decoded = 0; decoded < nent; decoded++) {
-        const Tongban__Entry *e = batch->entries[decoded];
-        uint64_t hlc = 0, version = 0;
-        if (!e) {
-            rc = TB_ERR_PROTO;
-            seterr(err, errlen, "%s: entry %zu is missing", what, decoded);
-            goto fail;
-        }
-        if (e->type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT) {
-            Tongban__RecordUpsert *u = tongban__record_upsert__unpack(NULL, e->payload.len, e->payload.data);
-            msgs[decoded] = u;
-            if (u) {
-                hlc = u->hlc;
-                version = u->version;
-            }
-        } else if (e->type == TONGBAN__ENTRY_TYPE__RECORD_DELETE) {
-            Tongban__RecordDelete *d = tongban__record_delete__unpack(NULL, e->payload.len, e->payload.data);
-            msgs[decoded] = d;
-            if (d) {
-                hlc = d->hlc;
-                version = d->version;
-            }
-        } else {
-            rc = TB_ERR_PROTO;
-            seterr(err, errlen, "%s: entry %zu has unsupported type %d", what, decoded, (int)e->type);
-            goto fail;
-        }
-        if (!msgs[decoded]) {
-            rc = TB_ERR_PROTO;
-            seterr(err, errlen, "%s: entry %zu: undecodable %s payload (%zu bytes)", what, decoded,
-                   e->type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT ? "RecordUpsert" : "RecordDelete",
-                   e->payload.len);
-            goto fail;
-        }
-        if (hlc > INT64_MAX || version > INT64_MAX) {
-            decoded++;
-            rc = TB_ERR_PROTO;
-            seterr(err, errlen, "%s: entry %zu: hlc or version out of range", what, decoded - 1);
-            goto fail;
-        }
+    if (nent && (!(msgs = calloc(nent, sizeof *msgs)) || !(why = calloc(nent, sizeof *why)) ||
+                 !(live = calloc(nent, sizeof *live))))
+        goto nomem;
+    for (size_t i = 0; i < nent; i++) {
+        const Tongban__Entry *e = batch->entries[i];
+        char reason[256];
+        if (!e)
+            seterr(reason, sizeof reason, "entry is missing");
+        else
+            msgs[i] = decode_entry(e->type, e->payload.data, e->payload.len, reason, sizeof reason);
+        if (msgs[i])
+            live[nlive++] = i;
+        else if (!(why[i] = strdup(reason)))
+            goto nomem;
     }
 
-    /* one statement per run of consecutive entries of the same type, in order */
-    for (size_t i = 0; i < nent;) {
-        size_t j = i;
-        while (j < nent && batch->entries[j]->type == batch->entries[i]->type)
-            j++;
-        if ((rc = apply_run(self, what, batch->entries[i]->type, msgs, i, j, err, errlen)) != TB_OK)
-            goto fail;
-        i = j;
+    /* fast pass without savepoints; if PostgreSQL refuses an entry, again
+     * from the start with a savepoint per run and, in a refused run, per entry */
+    for (int pass = 0;; pass++) {
+        int retry = 0;
+        if ((rc = begin_apply(self, batch, what, &fresh, err, errlen)) != TB_OK)
+            goto done;
+        if (!fresh) { /* already applied: nothing to do */
+            rc = exec_simple(self, "ROLLBACK", what, err, errlen);
+            goto done;
+        }
+        rc = apply_runs(self, what, batch, (void *const *)msgs, live, nlive, pass > 0, why, &retry, err, errlen);
+        if (rc == TB_OK)
+            break;
+        if (!retry || pass > 0)
+            goto done;
+        char q[1024];
+        tb_log(TB_LOG_INFO, "store", "apply_entry_by_entry", "sender=%s seq=%" PRIu64 " error=%s", batch->sender,
+               batch->seq, tb_log_quote(err, q, sizeof q));
     }
+
+    for (size_t i = 0; i < nent; i++)
+        ndead += why[i] != NULL;
+    if (ndead && (rc = insert_dead(self, what, batch, signed_batch, signed_len, why, err, errlen)) != TB_OK)
+        goto done;
     if ((rc = exec_simple(self, "COMMIT", what, err, errlen)) != TB_OK)
-        goto fail;
+        goto done;
     *applied = 1;
-    rc = TB_OK;
+    if (dead)
+        *dead = ndead;
+    if (ndead) {
+        size_t first = 0;
+        while (!why[first])
+            first++;
+        char q[1024];
+        tb_log(TB_LOG_WARN, "store", "dead_letters",
+               "sender=%s seq=%" PRIu64 " entries=%zu dead=%zu first=%zu reason=%s", batch->sender, batch->seq,
+               nent, ndead, first, tb_log_quote(why[first], q, sizeof q));
+    }
     goto done;
 
-fail:
+nomem:
     rollback(self);
+    seterr(err, errlen, "%s: out of memory", what);
+    rc = TB_ERR_NOMEM;
 done:
-    for (size_t i = 0; i < decoded && msgs; i++) {
-        if (!msgs[i])
-            continue;
-        if (batch->entries[i]->type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT)
-            tongban__record_upsert__free_unpacked(msgs[i], NULL);
-        else
-            tongban__record_delete__free_unpacked(msgs[i], NULL);
+    for (size_t i = 0; i < nent; i++) {
+        if (msgs && msgs[i])
+            free_entry(batch->entries[i]->type, msgs[i]);
+        if (why)
+            free(why[i]);
     }
     free(msgs);
+    free(why);
+    free(live);
     return rc;
+}
+
+tb_err_t tb_store_apply(tb_store_t *self, const Tongban__Batch *batch, int *applied, char *err, size_t errlen)
+{
+    return tb_store_apply_batch(self, batch, NULL, 0, applied, NULL, err, errlen);
+}
+
+/* ------------------------------------------------------------------------
+ * Dead letters (operator)
+ * ------------------------------------------------------------------------ */
+
+void tb_store_free_dead(tb_dead_t *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].sender);
+        free(v[i].entry_type);
+        free(v[i].status);
+        free(v[i].reason);
+        free(v[i].created_at);
+        free(v[i].retried_at);
+    }
+    free(v);
+}
+
+#define ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+tb_err_t tb_store_dead_letters(tb_store_t *self, tb_dead_t **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    PGresult *res = PQexecParams(self->conn,
+        "SELECT id, sender, seq, entry_index, entry_type, status, reason, retries, "
+        ISO_UTC("created_at") ", " ISO_UTC("retried_at")
+        "  FROM tongban.dead_letters WHERE status <> 'applied' ORDER BY id",
+        0, NULL, NULL, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(self, res, "dead letters", err, errlen);
+    size_t count = (size_t)PQntuples(res);
+    tb_dead_t *v = count ? calloc(count, sizeof *v) : NULL;
+    if (count && !v)
+        goto nomem;
+    for (size_t i = 0; i < count; i++) {
+        int r = (int)i;
+        tb_dead_t *d = &v[i];
+        int64_t seq, idx, type, retries;
+        if (parse_i64(PQgetvalue(res, r, 0), &d->id) != 0 || parse_i64(PQgetvalue(res, r, 2), &seq) != 0 ||
+            parse_i64(PQgetvalue(res, r, 3), &idx) != 0 || parse_i64(PQgetvalue(res, r, 4), &type) != 0 ||
+            parse_i64(PQgetvalue(res, r, 7), &retries) != 0) {
+            tb_store_free_dead(v, count);
+            PQclear(res);
+            seterr(err, errlen, "dead letters: malformed row");
+            return TB_ERR_DB;
+        }
+        d->seq = (uint64_t)seq;
+        d->entry_index = (int)idx;
+        d->entry_type_value = (int)type;
+        const char *name = entry_type_name(d->entry_type_value);
+        char num[16];
+        snprintf(num, sizeof num, "%d", d->entry_type_value);
+        d->entry_type = strdup(name ? name : num);
+        d->retries = (int)retries;
+        d->sender = strdup(PQgetvalue(res, r, 1));
+        d->status = strdup(PQgetvalue(res, r, 5));
+        d->reason = strdup(PQgetvalue(res, r, 6));
+        d->created_at = strdup(PQgetvalue(res, r, 8));
+        d->retried_at = PQgetisnull(res, r, 9) ? NULL : strdup(PQgetvalue(res, r, 9));
+        if (!d->entry_type || !d->sender || !d->status || !d->reason || !d->created_at ||
+            (!PQgetisnull(res, r, 9) && !d->retried_at)) {
+            tb_store_free_dead(v, count);
+            goto nomem;
+        }
+    }
+    PQclear(res);
+    *out = v;
+    *n = count;
+    return TB_OK;
+nomem:
+    PQclear(res);
+    seterr(err, errlen, "dead letters: out of memory");
+    return TB_ERR_NOMEM;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, size_t errlen)
+{
+    tb_err_t rc;
+    char what[64], ids[24], reason[1024] = "";
+    snprintf(what, sizeof what, "retry dead letter %" PRId64, id);
+    snprintf(ids, sizeof ids, "%" PRId64, id);
+    if (!self) {
+        seterr(err, errlen, "%s: no store", what);
+        return TB_ERR_INVALID;
+    }
+    if ((rc = check_conn(self, what, err, errlen)) != TB_OK)
+        return rc;
+    if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
+        seterr(err, errlen, "%s: a transaction is already open", what);
+        return TB_ERR_INVALID;
+    }
+    if ((rc = exec_simple(self, "BEGIN; SET LOCAL tongban.applying = 'on'", what, err, errlen)) != TB_OK)
+        return rc;
+    const char *vals[1] = {ids};
+    /* binary: entry_type as int4, payload and status as raw bytes */
+    PGresult *res = PQexecParams(self->conn,
+                                 "SELECT entry_type, payload, status FROM tongban.dead_letters"
+                                 " WHERE id = $1::bigint FOR UPDATE",
+                                 1, NULL, vals, NULL, NULL, 1);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(self, res, what, err, errlen);
+    if (PQntuples(res) != 1 || PQgetlength(res, 0, 0) != 4) {
+        int none = PQntuples(res) == 0;
+        PQclear(res);
+        rollback(self);
+        seterr(err, errlen, "%s: %s", what, none ? "no such dead letter" : "unexpected row encoding");
+        return none ? TB_ERR_NOTFOUND : TB_ERR_DB;
+    }
+    int type = (int)(int32_t)be32((const unsigned char *)PQgetvalue(res, 0, 0));
+    if (strcmp(PQgetvalue(res, 0, 2), "applied") == 0) { /* already done */
+        PQclear(res);
+        return exec_simple(self, "ROLLBACK", what, err, errlen);
+    }
+    void *msg = decode_entry(type, (const uint8_t *)PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), reason,
+                             sizeof reason);
+    PQclear(res);
+
+    tb_err_t outcome = TB_ERR_PROTO;
+    if (msg) {
+        int oom;
+        size_t zero = 0;
+        if ((rc = exec_simple(self, "SAVEPOINT tb_run", what, err, errlen)) != TB_OK) {
+            free_entry(type, msg);
+            return rc;
+        }
+        res = run_stmt(self, type, &msg, &zero, 1, &oom);
+        free_entry(type, msg);
+        if (oom) {
+            rollback(self);
+            seterr(err, errlen, "%s: out of memory", what);
+            return TB_ERR_NOMEM;
+        }
+        if (res_ok(res)) {
+            outcome = TB_OK;
+            PQclear(res);
+        } else if (!data_error(self, res)) {
+            return pg_fail(self, res, what, err, errlen);
+        } else {
+            outcome = TB_ERR_DB;
+            pg_reason(self, res, reason, sizeof reason);
+            PQclear(res);
+            if ((rc = exec_simple(self, "ROLLBACK TO SAVEPOINT tb_run", what, err, errlen)) != TB_OK)
+                return rc;
+        }
+    }
+    const char *uvals[3] = {ids, outcome == TB_OK ? "applied" : "failed", reason};
+    res = PQexecParams(self->conn,
+                       "UPDATE tongban.dead_letters SET status = $2,"
+                       "  reason = CASE WHEN $2 = 'applied' THEN reason ELSE $3 END,"
+                       "  retries = retries + 1, retried_at = now()"
+                       " WHERE id = $1::bigint",
+                       3, NULL, uvals, NULL, NULL, 0);
+    if (!res_ok(res))
+        return pg_fail(self, res, what, err, errlen);
+    PQclear(res);
+    if ((rc = exec_simple(self, "COMMIT", what, err, errlen)) != TB_OK)
+        return rc;
+    if (outcome != TB_OK)
+        seterr(err, errlen, "%s: still failing: %s", what, reason);
+    tb_log(outcome == TB_OK ? TB_LOG_INFO : TB_LOG_WARN, "store", "dead_letter_retried", "id=%" PRId64 " result=%s",
+           id, outcome == TB_OK ? "applied" : "failed");
+    return outcome;
+}
+
+/* ------------------------------------------------------------------------
+ * Snapshot, tombstones, status
+ * ------------------------------------------------------------------------ */
+
+tb_err_t tb_store_snapshot_enqueue(tb_store_t *self, const char *catalog, const char *dest, int64_t *rows,
+                                   char *err, size_t errlen)
+{
+    tb_err_t rc;
+    if (rows)
+        *rows = 0;
+    if (!self || !catalog || !*catalog || !tb_config_valid_dest(dest)) {
+        seterr(err, errlen, "snapshot: a catalog (or \"*\") and a destination (node id or topic:<id>) are required");
+        return TB_ERR_INVALID;
+    }
+    if ((rc = check_conn(self, "snapshot", err, errlen)) != TB_OK)
+        return rc;
+    if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
+        seterr(err, errlen, "snapshot: a transaction is already open");
+        return TB_ERR_INVALID;
+    }
+    char what[TB_ID_MAX + TB_DEST_MAX + 40];
+    snprintf(what, sizeof what, "snapshot of %.64s for %s", catalog, dest);
+    if ((rc = exec_simple(self, "BEGIN", what, err, errlen)) != TB_OK)
+        return rc;
+    /* one statement, one snapshot of records and tombstones */
+    const char *vals[2] = {catalog, dest};
+    PGresult *res = PQexecParams(self->conn,
+        "INSERT INTO tongban.outbox (dest, op, catalog, key, body, version, origin, hlc)"
+        " SELECT $2, 'U', r.catalog, r.key, r.body, r.version, r.origin, r.hlc"
+        "   FROM tongban.records r WHERE $1 = '*' OR r.catalog = $1"
+        " UNION ALL"
+        " SELECT $2, 'D', t.catalog, t.key, NULL, t.version, t.origin, t.hlc"
+        "   FROM tongban.tombstones t WHERE ($1 = '*' OR t.catalog = $1)"
+        "    AND NOT EXISTS (SELECT 1 FROM tongban.records r WHERE r.catalog = t.catalog AND r.key = t.key)",
+        2, NULL, vals, NULL, NULL, 0);
+    if (!res_ok(res))
+        return pg_fail(self, res, what, err, errlen);
+    int64_t count = 0;
+    if (parse_i64(PQcmdTuples(res), &count) != 0)
+        count = 0;
+    PQclear(res);
+    if (count > 0 && (rc = exec_simple(self, "NOTIFY tongban_outbox", what, err, errlen)) != TB_OK)
+        return rc;
+    if ((rc = exec_simple(self, "COMMIT", what, err, errlen)) != TB_OK)
+        return rc;
+    if (rows)
+        *rows = count;
+    tb_log(TB_LOG_INFO, "store", "snapshot_enqueued", "catalog=%s dest=%s rows=%" PRId64, catalog, dest, count);
+    return TB_OK;
+}
+
+tb_err_t tb_store_purge_tombstones(tb_store_t *self, int64_t older_than_seconds, int64_t *purged, char *err,
+                                   size_t errlen)
+{
+    if (purged)
+        *purged = 0;
+    if (!self || older_than_seconds < 0) {
+        seterr(err, errlen, "purge tombstones: older_than_seconds must be >= 0");
+        return TB_ERR_INVALID;
+    }
+    char secs[24];
+    snprintf(secs, sizeof secs, "%" PRId64, older_than_seconds);
+    const char *vals[1] = {secs};
+    PGresult *res = PQexecParams(self->conn,
+                                 "DELETE FROM tongban.tombstones"
+                                 " WHERE deleted_at < now() - make_interval(secs => $1::bigint::float8)",
+                                 1, NULL, vals, NULL, NULL, 0);
+    if (!res_ok(res))
+        return pg_fail(self, res, "purge tombstones", err, errlen);
+    int64_t count = 0;
+    if (parse_i64(PQcmdTuples(res), &count) != 0)
+        count = 0;
+    PQclear(res);
+    if (purged)
+        *purged = count;
+    return TB_OK;
+}
+
+tb_err_t tb_store_count(tb_store_t *self, const char *catalog, int64_t *rows, char *err, size_t errlen)
+{
+    *rows = 0;
+    if (!self || !catalog || !*catalog) {
+        seterr(err, errlen, "count: a catalog (or \"*\") is required");
+        return TB_ERR_INVALID;
+    }
+    const char *vals[1] = {catalog};
+    PGresult *res = PQexecParams(self->conn, "SELECT count(*) FROM tongban.records WHERE $1 = '*' OR catalog = $1", 1,
+                                 NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return pg_fail(self, res, "count", err, errlen);
+    int64_t v = 0;
+    int bad = parse_i64(PQgetvalue(res, 0, 0), &v) != 0;
+    PQclear(res);
+    if (bad) {
+        seterr(err, errlen, "count: malformed result");
+        return TB_ERR_DB;
+    }
+    *rows = v;
+    return TB_OK;
+}
+
+void tb_store_free_status(tb_store_status_t *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->n_outbox_dests; i++)
+        free(st->outbox_dests[i].dest);
+    free(st->outbox_dests);
+    st->outbox_dests = NULL;
+    st->n_outbox_dests = 0;
+}
+
+/* a count column (0 when NULL or malformed) */
+static int64_t col_i64(const PGresult *res, int r, int c)
+{
+    int64_t v = 0;
+    if (PQgetisnull(res, r, c) || parse_i64(PQgetvalue(res, r, c), &v) != 0)
+        return 0;
+    return v;
+}
+
+/* an age column in seconds (-1 when NULL) */
+static double col_age(const PGresult *res, int r, int c)
+{
+    if (PQgetisnull(res, r, c))
+        return -1;
+    char *end;
+    double v = strtod(PQgetvalue(res, r, c), &end);
+    return end == PQgetvalue(res, r, c) ? -1 : v;
+}
+
+tb_err_t tb_store_status(tb_store_t *self, tb_store_status_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!self) {
+        seterr(err, errlen, "status: no store");
+        return TB_ERR_INVALID;
+    }
+    /* row k = 0: the totals; rows k = 1: one per outbox destination */
+    PGresult *res = PQexecParams(self->conn,
+        "WITH per AS MATERIALIZED (SELECT dest, count(*) AS n FROM tongban.outbox GROUP BY dest)"
+        " SELECT 0 AS k, NULL::text AS dest,"
+        "  (SELECT coalesce(sum(n), 0)::bigint FROM per),"
+        "  (SELECT extract(epoch FROM now() - created_at)::float8 FROM tongban.outbox ORDER BY id LIMIT 1),"
+        "  (SELECT count(*) FROM tongban.sent_batches),"
+        "  (SELECT extract(epoch FROM now() - created_at)::float8 FROM tongban.sent_batches ORDER BY seq LIMIT 1),"
+        "  (SELECT count(*) FROM tongban.refused_batches),"
+        "  dl.pending, dl.failed,"
+        "  (SELECT count(*) FROM tongban.inbox),"
+        "  (SELECT extract(epoch FROM now() - max(applied_at))::float8 FROM tongban.inbox),"
+        "  (SELECT count(*) FROM tongban.records),"
+        "  (SELECT count(*) FROM tongban.tombstones)"
+        "  FROM (SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
+        "               count(*) FILTER (WHERE status = 'failed') AS failed"
+        "          FROM tongban.dead_letters WHERE status <> 'applied') dl"
+        " UNION ALL"
+        " SELECT 1, dest, n, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM per"
+        " ORDER BY 1, 2",
+        0, NULL, NULL, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(self, res, "status", err, errlen);
+    int rows = PQntuples(res);
+    if (rows < 1 || strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
+        PQclear(res);
+        seterr(err, errlen, "status: unexpected result");
+        return TB_ERR_DB;
+    }
+    out->outbox_rows = col_i64(res, 0, 2);
+    out->outbox_oldest_age_s = col_age(res, 0, 3);
+    out->unacked_batches = col_i64(res, 0, 4);
+    out->unacked_oldest_age_s = col_age(res, 0, 5);
+    out->refused_batches = col_i64(res, 0, 6);
+    out->dead_pending = col_i64(res, 0, 7);
+    out->dead_failed = col_i64(res, 0, 8);
+    out->dead_letters = out->dead_pending + out->dead_failed;
+    out->inbox_rows = col_i64(res, 0, 9);
+    out->last_applied_age_s = col_age(res, 0, 10);
+    out->records = col_i64(res, 0, 11);
+    out->tombstones = col_i64(res, 0, 12);
+    if (rows > 1) {
+        size_t nd = (size_t)rows - 1;
+        if (!(out->outbox_dests = calloc(nd, sizeof *out->outbox_dests)))
+            goto nomem;
+        for (size_t i = 0; i < nd; i++) {
+            out->n_outbox_dests++;
+            out->outbox_dests[i].rows = col_i64(res, (int)i + 1, 2);
+            if (!(out->outbox_dests[i].dest = strdup(PQgetvalue(res, (int)i + 1, 1))))
+                goto nomem;
+        }
+    }
+    PQclear(res);
+    return TB_OK;
+nomem:
+    PQclear(res);
+    tb_store_free_status(out);
+    memset(out, 0, sizeof *out);
+    seterr(err, errlen, "status: out of memory");
+    return TB_ERR_NOMEM;
 }

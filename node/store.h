@@ -2,16 +2,31 @@
  * outbox, persisted signed batches awaiting the hub's ack, and the idempotent
  * multi-row apply of received batches behind an inbox table.
  *
- * Schema `tongban` (owned by the node, versioned in tongban.schema_migrations):
+ * Schema `tongban` (owned by the node, versioned in tongban.schema_migrations;
+ * the SQL is in store_schema.c):
  *   records(catalog, key, body jsonb, version, origin, hlc, updated_at)  -- shared data
+ *   tombstones(catalog, key, version, origin, hlc, deleted_at)  -- deleted keys
  *   routes(catalog, dest)            -- routing rules, rewritten from the YAML at start
  *   outbox(id, dest, op, catalog, key, body, version, origin, hlc)  -- written by triggers
  *   sent_batches(seq, dest, signed bytea, created_at)  -- signed, awaiting the hub's Ack
  *   inbox(sender, seq, applied_at)   -- (sender, seq) of every applied batch
  *   refused_batches(seq, dest, signed, reason, detail)  -- refused for good by the hub
+ *   dead_letter_batches(sender, seq, signed)  -- signed original of a batch with dead letters
+ *   dead_letters(id, sender, seq, entry_index, entry_id, entry_type, payload, reason,
+ *                status pending|applied|failed, retries, created_at, retried_at)
  *   node_state(node_id, next_seq)
  * Capture is statement-level (transition tables) and skipped while the node
  * applies remote changes (SET LOCAL tongban.applying = 'on').
+ *
+ * Conflicts are last-writer-wins on (hlc, origin), origins compared bytewise:
+ * an upsert wins over a record or a tombstone only when strictly newer, a
+ * delete wins when newer or equal. A local DELETE always leaves a tombstone
+ * (routed or not); a local INSERT of a key that has one is moved past it
+ * (hlc = greatest(hlc, tombstone.hlc + 1)) and drops it, so a re-insert is
+ * newer than the delete everywhere. A remote upsert that overtakes a
+ * tombstone leaves it (dominated by the record, harmless). Tombstones are
+ * kept until tb_store_purge_tombstones: an upsert delayed longer than that
+ * retention could resurrect its key.
  *
  * All SQL is parameterised. Functions return TB_OK or TB_ERR_DB (with the
  * PostgreSQL message in err) / TB_ERR_UNAVAILABLE when the connection is gone.
@@ -26,7 +41,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 2
+#define TB_SCHEMA_VERSION 5
 
 typedef struct tb_store tb_store_t;
 
@@ -60,8 +75,9 @@ typedef struct {
     uint64_t hlc;
 } tb_outrow_t;
 
-/* Destinations that currently have outbox rows (malloc'ed array of
- * malloc'ed strings; free with tb_store_free_strings). */
+/* Destinations that currently have outbox rows, in order (malloc'ed array
+ * of malloc'ed strings; free with tb_store_free_strings). A loose index scan
+ * over outbox(dest, id): O(destinations), not O(backlog). */
 tb_err_t tb_store_outbox_dests(tb_store_t *self, char ***dests, size_t *n, char *err, size_t errlen);
 void tb_store_free_strings(char **v, size_t n);
 
@@ -101,12 +117,105 @@ tb_err_t tb_store_refuse(tb_store_t *self, uint64_t seq, const char *reason, con
 
 /* Applies a verified batch in one transaction: inserts (sender, seq) into the
  * inbox; if it was already there, does nothing and sets *applied = 0.
- * Otherwise applies every entry with multi-row statements (upserts win only
- * when (hlc, origin) is newer than the local row's; deletes likewise) and
- * sets *applied = 1. Entries of unknown type or undecodable payload make the
- * whole call fail with TB_ERR_PROTO and nothing applied. */
+ * Otherwise applies every entry with multi-row statements, one per run of
+ * consecutive entries of one type (LWW as above), and sets *applied = 1.
+ *
+ * Entries that cannot be applied do not stop the batch: an entry of
+ * unsupported type, with an undecodable payload or an hlc / version beyond
+ * INT64_MAX, and every entry PostgreSQL refuses (constraint, invalid JSON...;
+ * found by re-applying a failed run entry by entry, each in a SAVEPOINT),
+ * goes to tongban.dead_letters with the reason (PostgreSQL message and
+ * SQLSTATE), in the same transaction; the signed batch bytes (may be NULL)
+ * are kept once in tongban.dead_letter_batches. *dead = how many (dead may
+ * be NULL). Errors that are not about the data (connection, deadlock,
+ * serialization, lock timeout, cancel, out of memory or disk: SQLSTATE
+ * classes 08 25 40 53 55 57 58) fail the whole call with nothing applied:
+ * TB_ERR_UNAVAILABLE when the connection is gone, TB_ERR_DB otherwise.
+ * A batch without sender or with seq > INT64_MAX is TB_ERR_PROTO. */
+tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, const uint8_t *signed_batch,
+                              size_t signed_len, int *applied, size_t *dead, char *err, size_t errlen);
+
+/* tb_store_apply_batch without the signed bytes (dead letters keep NULL). */
 tb_err_t tb_store_apply(tb_store_t *self, const Tongban__Batch *batch, int *applied,
                         char *err, size_t errlen);
+
+/* ---- dead letters (operator) ---- */
+
+typedef struct {
+    int64_t id;
+    char *sender;
+    uint64_t seq;
+    int entry_index;       /* position in the batch */
+    char *entry_type;      /* "RECORD_UPSERT"...; the number for a value this build does not know */
+    int entry_type_value;  /* Tongban__EntryType value as received */
+    char *status;          /* "pending" (never retried) or "failed" (retried, still failing) */
+    char *reason;
+    int retries;
+    char *created_at;      /* ISO 8601 UTC, e.g. 2026-01-31T08:00:00.123Z */
+    char *retried_at;      /* likewise; NULL if never retried */
+} tb_dead_t;
+
+/* Dead letters not yet applied (pending and failed), oldest first. */
+tb_err_t tb_store_dead_letters(tb_store_t *self, tb_dead_t **out, size_t *n, char *err, size_t errlen);
+void tb_store_free_dead(tb_dead_t *v, size_t n);
+
+/* Re-applies dead letter id now, with the same statements and LWW rules
+ * (an entry that has meanwhile been overtaken by a newer change is applied
+ * as a no-op). TB_OK: applied (status 'applied'; also when it already was).
+ * Still failing: status 'failed', reason updated, retries + 1, committed,
+ * and TB_ERR_DB (PostgreSQL refused it) or TB_ERR_PROTO (undecodable /
+ * unsupported type) with the reason in err. TB_ERR_NOTFOUND: no such id.
+ * Transient errors (as for apply) change nothing. */
+tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, size_t errlen);
+
+/* ---- snapshot, tombstones, status ---- */
+
+/* Initial load / resync: in one statement (one transaction) enqueues for
+ * dest one 'U' outbox row per current record of catalog ("*": all catalogs)
+ * and one 'D' row per tombstone of a key without a record, each carrying
+ * the record's / tombstone's own version, origin and hlc, so the receiver's
+ * LWW makes it idempotent with live changes. Route the catalog to dest
+ * first so no live change is missed. *rows = rows enqueued (may be NULL).
+ * dest must be a node id or topic:<id> (TB_ERR_INVALID otherwise). */
+tb_err_t tb_store_snapshot_enqueue(tb_store_t *self, const char *catalog, const char *dest, int64_t *rows,
+                                   char *err, size_t errlen);
+
+/* Deletes tombstones older than older_than_seconds (>= 0); *purged = how
+ * many (may be NULL). An upsert delayed longer than this can resurrect. */
+tb_err_t tb_store_purge_tombstones(tb_store_t *self, int64_t older_than_seconds, int64_t *purged,
+                                   char *err, size_t errlen);
+
+/* Records of catalog ("*": all) in tongban.records (count(*)). */
+tb_err_t tb_store_count(tb_store_t *self, const char *catalog, int64_t *rows, char *err, size_t errlen);
+
+typedef struct {
+    char *dest;
+    int64_t rows;
+} tb_store_dest_count_t;
+
+/* The node's status in one round trip (ages in seconds, -1 when there is
+ * nothing to measure). Counts are exact (count(*)): cost grows with the
+ * tables, mostly with the outbox backlog and tongban.records. */
+typedef struct {
+    int64_t outbox_rows;
+    double outbox_oldest_age_s;          /* oldest outbox row (lowest id) */
+    tb_store_dest_count_t *outbox_dests; /* per destination, ordered by dest */
+    size_t n_outbox_dests;
+    int64_t unacked_batches;             /* signed batches awaiting the hub's Ack */
+    double unacked_oldest_age_s;
+    int64_t refused_batches;
+    int64_t dead_letters;                /* not applied: dead_pending + dead_failed */
+    int64_t dead_pending;                /* never retried */
+    int64_t dead_failed;                 /* retried and still failing */
+    int64_t inbox_rows;
+    double last_applied_age_s;           /* newest inbox row */
+    int64_t records;
+    int64_t tombstones;                  /* including ones a newer upsert overtook */
+} tb_store_status_t;
+
+/* Fills *out (free with tb_store_free_status; zeroed on error). */
+tb_err_t tb_store_status(tb_store_t *self, tb_store_status_t *out, char *err, size_t errlen);
+void tb_store_free_status(tb_store_status_t *st);
 
 /* ---- helper ---- */
 

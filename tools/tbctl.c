@@ -4,6 +4,8 @@
  *   tbctl pki issue --ca DIR --node ID [--alg ALG] [--days N] --out DIR
  *   tbctl pki curve --out DIR
  *   tbctl hub status [--json] | revoke NODE | reload   (-c hub.yaml | --admin PATH)
+ *   tbctl node status [--json] | dead-letters [--json] | retry ID |
+ *              resync --catalog C --from NODE           (-c node.yaml | --admin PATH)
  *
  * Exit codes: 0 success, 1 the operation failed, 2 usage error.
  */
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <tongban/tongban.h>
 
@@ -42,6 +45,17 @@ static void usage(FILE *out)
             "      revoke NODE: its connection is closed, its key refused, every node told\n"
             "  tbctl hub reload (-c HUB.yaml | --admin PATH)\n"
             "      re-read the registry (nodes, topics, subscriptions, ACLs), like SIGHUP\n\n"
+            "Node operations (through the node's admin socket):\n"
+            "  tbctl node status [--json] (-c NODE.yaml | --admin PATH)\n"
+            "      hub connection, outbox depth and age, batches in flight, last ack,\n"
+            "      inbound activity, dead letters, certificate expiry\n"
+            "  tbctl node dead-letters [--json] (-c NODE.yaml | --admin PATH)\n"
+            "      entries that could not be applied, with the reason\n"
+            "  tbctl node retry ID (-c NODE.yaml | --admin PATH)\n"
+            "      apply dead letter ID again (after fixing its cause)\n"
+            "  tbctl node resync --catalog C --from NODE (-c NODE.yaml | --admin PATH)\n"
+            "      initial load / resync: NODE sends its catalog C again (\"*\" = all);\n"
+            "      shows progress until the rows have arrived\n\n"
             "  tbctl --help | --version\n\n"
             "exit codes: 0 success, 1 operation failed, 2 usage error\n");
 }
@@ -170,15 +184,16 @@ done:
     return rc;
 }
 
-/* Sends one request to the hub's admin socket and prints the reply.
- * Returns EXIT_OK, or EXIT_FAILED if unreachable or the reply is an error. */
-static int admin_call(const char *path, const char *request)
+/* Sends one request to an admin socket (timeout_ms for the answer). With
+ * out == NULL the reply is printed; else it is copied into out. Returns
+ * EXIT_OK, or EXIT_FAILED if unreachable or the reply is an error. */
+static int admin_ask(const char *path, const char *request, int timeout_ms, char *out, size_t outlen)
 {
     char ep[TB_PATH_MAX + 16];
     snprintf(ep, sizeof ep, "ipc://%s", path);
     void *ctx = zmq_ctx_new();
     void *s = zmq_socket(ctx, ZMQ_REQ);
-    int zero = 0, timeout = 5000;
+    int zero = 0, timeout = timeout_ms;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
     int rc = EXIT_FAILED;
@@ -193,13 +208,117 @@ static int admin_call(const char *path, const char *request)
     } else {
         const char *r = zmq_msg_data(&m);
         size_t n = zmq_msg_size(&m);
-        fwrite(r, 1, n, stdout);
-        if (n == 0 || r[n - 1] != '\n') fputc('\n', stdout);
+        if (out) {
+            size_t k = n < outlen - 1 ? n : outlen - 1;
+            memcpy(out, r, k);
+            out[k] = '\0';
+        } else {
+            fwrite(r, 1, n, stdout);
+            if (n == 0 || r[n - 1] != '\n') fputc('\n', stdout);
+        }
         rc = n >= 6 && memcmp(r, "error:", 6) == 0 ? EXIT_FAILED : EXIT_OK;
     }
     zmq_msg_close(&m);
     zmq_close(s);
     zmq_ctx_term(ctx);
+    return rc;
+}
+
+static int admin_call(const char *path, const char *request)
+{
+    return admin_ask(path, request, 5000, NULL, 0);
+}
+
+static int cmd_node(int argc, char **argv)
+{
+    if (argc < 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[0];
+    argc--;
+    argv++;
+    int *used = calloc((size_t)argc + 1, sizeof *used);
+    if (!used) return EXIT_FAILED;
+    int rc = EXIT_USAGE, json = 0;
+    const char *cfgpath = opt(argc, argv, used, "-c", NULL);
+    if (!cfgpath) cfgpath = opt(argc, argv, used, "--config", NULL);
+    const char *admin = opt(argc, argv, used, "--admin", NULL);
+    const char *catalog = opt(argc, argv, used, "--catalog", NULL);
+    const char *from = opt(argc, argv, used, "--from", NULL);
+    const char *arg = NULL;
+    char path[TB_PATH_MAX + 32], req[256], ans[512];
+    for (int i = 0; i < argc; i++) {
+        if (used[i]) continue;
+        if (strcmp(argv[i], "--json") == 0) { json = 1; used[i] = 1; }
+        else if (!arg && argv[i][0] != '-') { arg = argv[i]; used[i] = 1; }
+    }
+    if (leftovers(argc, argv, used)) goto done;
+    if (!admin && !cfgpath) {
+        fprintf(stderr, "tbctl node %s: give the node's config (-c NODE.yaml) or --admin PATH\n", sub);
+        goto done;
+    }
+    if (!admin) {
+        tb_node_config_t cfg;
+        tb_config_errors_t errs = { 0 };
+        if (tb_node_config_load(cfgpath, &cfg, &errs) != TB_OK) {
+            for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.lines[i]);
+            tb_config_errors_free(&errs);
+            tb_node_config_free(&cfg);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        if (cfg.admin[0]) snprintf(path, sizeof path, "%s", cfg.admin);
+        else snprintf(path, sizeof path, "/tmp/tongban-node-%s.sock", cfg.id);
+        tb_config_errors_free(&errs);
+        tb_node_config_free(&cfg);
+        admin = path;
+    }
+    if (strcmp(sub, "status") == 0 && !arg) {
+        rc = admin_call(admin, json ? "status" : "status text");
+    } else if (strcmp(sub, "dead-letters") == 0 && !arg) {
+        rc = admin_call(admin, json ? "dead-letters json" : "dead-letters");
+    } else if (strcmp(sub, "retry") == 0 && arg) {
+        char *end;
+        long long id = strtoll(arg, &end, 10);
+        if (*end || id <= 0) {
+            fprintf(stderr, "tbctl node retry: expected a dead letter id, got \"%s\"\n", arg);
+            goto done;
+        }
+        snprintf(req, sizeof req, "retry %lld", id);
+        rc = admin_call(admin, req);
+    } else if (strcmp(sub, "resync") == 0 && !arg) {
+        if (!catalog || !from || !(strcmp(catalog, "*") == 0 || tb_config_valid_id(catalog)) ||
+            !tb_config_valid_id(from)) {
+            fprintf(stderr, "tbctl node resync: --catalog NAME|* and --from NODE are required\n");
+            goto done;
+        }
+        snprintf(req, sizeof req, "resync %s %s", catalog, from);
+        rc = admin_ask(admin, req, 40000, ans, sizeof ans);
+        printf("%s\n", ans);
+        if (rc != EXIT_OK) goto done;
+        long long want = strtoll(ans + 4, NULL, 10), have = -1, last = -1;
+        int still = 0;
+        snprintf(req, sizeof req, "count %s", catalog);
+        /* progress until every row the owner queued is here (or no progress for 30 s) */
+        while (strcmp(catalog, "*") != 0 && still < 60) {
+            if (admin_ask(admin, req, 5000, ans, sizeof ans) != EXIT_OK) break;
+            have = strtoll(ans, NULL, 10);
+            printf("\r%s: %lld / %lld rows here", catalog, have, want);
+            fflush(stdout);
+            if (have >= want) break;
+            still = have == last ? still + 1 : 0;
+            last = have;
+            struct timespec ts = { 0, 500000000 };
+            nanosleep(&ts, NULL);
+        }
+        if (have >= 0) printf("\n%s\n", have >= want ? "resync complete" : "resync still in progress (see tbctl node status)");
+        rc = EXIT_OK;
+    } else {
+        fprintf(stderr, "tbctl node: unknown or incomplete command \"%s\" (try --help)\n", sub);
+    }
+done:
+    free(used);
     return rc;
 }
 
@@ -281,6 +400,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "pki") == 0) return cmd_pki(argc - 2, argv + 2);
     if (strcmp(argv[1], "hub") == 0) return cmd_hub(argc - 2, argv + 2);
+    if (strcmp(argv[1], "node") == 0) return cmd_node(argc - 2, argv + 2);
     fprintf(stderr, "tbctl: unknown command \"%s\" (try --help)\n", argv[1]);
     return EXIT_USAGE;
 }

@@ -11,11 +11,11 @@
 
 pg_bindir() {
   if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
-    pg_config --bindir; return
+    pg_config --bindir; return 0
   fi
   local d
   for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
-    [ -x "$d/initdb" ] && { echo "$d"; return; }
+    [ -x "$d/initdb" ] && { echo "$d"; return 0; }
   done
   echo "pg.sh: no PostgreSQL server binaries (initdb) found; install postgresql-15" >&2
   return 1

@@ -577,6 +577,7 @@ static void flush_dacks(ln_t *self)
         uint8_t buf[32];          /* tag + len + tag + varint: at most 13 bytes */
         if (send_raw(self, buf, tongban__frame__pack(&f, buf)) != 0) break;
     }
+    if (i == 0) return;   /* nothing sent; dacks may still be NULL (UBSan: memmove(NULL, ...)) */
     memmove(self->dacks, self->dacks + i, (self->ndacks - i) * sizeof *self->dacks);
     self->ndacks -= i;
 }

@@ -127,7 +127,7 @@ static int exists(const char *path)
 static int flip(const char *path, long long off, uint8_t x)
 {
     int fd = open(path, O_RDWR);
-    uint8_t b;
+    uint8_t b = 0;
     int ok = fd >= 0 && pread(fd, &b, 1, off) == 1;
     b ^= x;
     ok = ok && pwrite(fd, &b, 1, off) == 1;

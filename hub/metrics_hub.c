@@ -1,0 +1,205 @@
+/* metrics_hub.c -- the hub's Prometheus metrics and health verdict, rendered
+ * from its state by the loop thread and handed to the HTTP endpoint
+ * (common/httpd.c) as a snapshot; no hub state is touched by another thread.
+ *
+ * Counters whose source of truth is hub_stats_t or peer_t are *set* from it
+ * at each render (they only ever grow there), gauges are set from the
+ * current state. Per-node series cover every node the hub has known since
+ * it started (a node removed by a reload keeps its counters).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "hub_internal.h"
+#include "log.h"
+#include "wire.h"
+
+static const char *comp = "hub";
+
+/* Families, in rendering order; the enum is the registry id. */
+enum {
+    M_BATCHES_IN, M_RECORDS_IN, M_BATCHES_OUT, M_BYTES_OUT, M_REJECTED, M_DUPLICATES,
+    M_REFUSED, M_MALFORMED, M_ACKS_OUT, M_SYNCS,
+    M_JOURNAL_BYTES, M_JOURNAL_SEGMENTS, M_JOURNAL_LAST_SEQ, M_JOURNAL_DURABLE_SEQ, M_STORAGE_FAILED,
+    M_ONLINE, M_REVOKED, M_BACKLOG_BATCHES, M_BACKLOG_BYTES, M_IN_FLIGHT, M_LAG, M_CERT_DAYS,
+    M_START_TIME, M_BUILD_INFO, M_COUNT
+};
+
+static const struct {
+    const char *name;
+    tb_metric_kind_t kind;
+    const char *help;
+} defs[M_COUNT] = {
+    [M_BATCHES_IN] = { "tongban_hub_batches_in_total", TB_METRIC_COUNTER,
+                       "Batches accepted from the node (signature, sender and ACL checked, journaled)." },
+    [M_RECORDS_IN] = { "tongban_hub_records_in_total", TB_METRIC_COUNTER,
+                       "Entries in the batches accepted from the node." },
+    [M_BATCHES_OUT] = { "tongban_hub_batches_out_total", TB_METRIC_COUNTER,
+                        "Batches delivered to the node, redeliveries included." },
+    [M_BYTES_OUT] = { "tongban_hub_bytes_out_total", TB_METRIC_COUNTER,
+                      "Bytes of the Deliver frames sent to the node." },
+    [M_REJECTED] = { "tongban_hub_rejected_total", TB_METRIC_COUNTER,
+                     "Batches and frames refused with a Nack, by reason." },
+    [M_DUPLICATES] = { "tongban_hub_duplicates_total", TB_METRIC_COUNTER,
+                       "Batches received again after they were accepted (acked again, stored once)." },
+    [M_REFUSED] = { "tongban_hub_connections_refused_total", TB_METRIC_COUNTER,
+                    "Connections refused by the ZAP handler (CURVE key not registered, or revoked)." },
+    [M_MALFORMED] = { "tongban_hub_malformed_frames_total", TB_METRIC_COUNTER,
+                      "Frames that could not be decoded or were not expected." },
+    [M_ACKS_OUT] = { "tongban_hub_acks_out_total", TB_METRIC_COUNTER,
+                     "Acks sent to senders once their batches were durable." },
+    [M_SYNCS] = { "tongban_hub_journal_syncs_total", TB_METRIC_COUNTER,
+                  "Journal fsyncs (one group commit per receive burst)." },
+    [M_JOURNAL_BYTES] = { "tongban_hub_journal_bytes", TB_METRIC_GAUGE, "Bytes in the journal's segments." },
+    [M_JOURNAL_SEGMENTS] = { "tongban_hub_journal_segments", TB_METRIC_GAUGE, "Journal segment files." },
+    [M_JOURNAL_LAST_SEQ] = { "tongban_hub_journal_last_seq", TB_METRIC_GAUGE,
+                             "hub_seq of the last batch journaled." },
+    [M_JOURNAL_DURABLE_SEQ] = { "tongban_hub_journal_durable_seq", TB_METRIC_GAUGE,
+                                "hub_seq up to which the journal is fsynced." },
+    [M_STORAGE_FAILED] = { "tongban_hub_storage_failed", TB_METRIC_GAUGE,
+                           "1 while the journal refuses writes (batches are refused with reason storage)." },
+    [M_ONLINE] = { "tongban_hub_node_online", TB_METRIC_GAUGE, "1 if the node is connected." },
+    [M_REVOKED] = { "tongban_hub_node_revoked", TB_METRIC_GAUGE,
+                    "1 if the node is revoked or no longer in the registry." },
+    [M_BACKLOG_BATCHES] = { "tongban_hub_node_backlog_batches", TB_METRIC_GAUGE,
+                            "Journaled batches for the node that it has not acked yet." },
+    [M_BACKLOG_BYTES] = { "tongban_hub_node_backlog_bytes", TB_METRIC_GAUGE,
+                          "Bytes of the journaled batches for the node that it has not acked yet." },
+    [M_IN_FLIGHT] = { "tongban_hub_node_in_flight", TB_METRIC_GAUGE,
+                      "Batches delivered to the node and awaiting its ack (the window)." },
+    [M_LAG] = { "tongban_hub_node_lag_hub_seq", TB_METRIC_GAUGE,
+                "hub_seq positions between the journal's end and the node's delivery cursor (batches for "
+                "others included: backlog_batches counts only the node's own)." },
+    [M_CERT_DAYS] = { "tongban_hub_node_cert_days_left", TB_METRIC_GAUGE,
+                      "Days until the node's certificate expires (negative: expired)." },
+    [M_START_TIME] = { "process_start_time_seconds", TB_METRIC_GAUGE,
+                       "Start time of the process since unix epoch in seconds." },
+    [M_BUILD_INFO] = { "tongban_hub_build_info", TB_METRIC_GAUGE, "Version of the hub; the value is 1." },
+};
+
+#define NREASONS 16                 /* hub_stats_t.rejected[] */
+
+static tb_err_t declare_all(tb_metrics_t *m)
+{
+    for (int i = 0; i < M_COUNT; i++) {
+        int id;
+        tb_err_t rc = tb_metrics_declare(m, defs[i].name, defs[i].kind, defs[i].help, &id);
+        if (rc != TB_OK) return rc;
+        if (id != i) return TB_ERR_INVALID;
+    }
+    return TB_OK;
+}
+
+int hub_metrics_health(const hub_t *self, char *why, size_t whylen)
+{
+    if (self->fatal) {
+        snprintf(why, whylen, "journal sync failed: the hub is stopping");
+        return 0;
+    }
+    if (self->storage_failed) {
+        snprintf(why, whylen, "journal not writable: batches are refused (reason storage)");
+        return 0;
+    }
+    snprintf(why, whylen, "ok");
+    return 1;
+}
+
+/* Sets every family from the hub's state. Returns TB_OK or TB_ERR_NOMEM. */
+static tb_err_t update(hub_t *self)
+{
+    tb_metrics_t *m = self->metrics;
+    tb_err_t rc = TB_OK;
+    char l[160];
+#define SET(id, labels, v) do { tb_err_t e_ = tb_metrics_set(m, id, labels, (double)(v)); if (e_ != TB_OK) rc = e_; } while (0)
+    for (size_t i = 0; i < self->npeers; i++) {
+        const peer_t *p = &self->peers[i];
+        uint64_t last = journal_last_seq(self->journal);
+        tb_metrics_labels(l, sizeof l, "node", p->id, (char *)NULL);
+        SET(M_BATCHES_IN, l, p->batches_in);
+        SET(M_RECORDS_IN, l, p->records_in);
+        SET(M_BATCHES_OUT, l, p->batches_out);
+        SET(M_BYTES_OUT, l, p->bytes_out);
+        SET(M_ONLINE, l, p->online);
+        SET(M_REVOKED, l, !p->reg || p->reg->revoked_ms != 0);
+        SET(M_BACKLOG_BATCHES, l, p->backlog_batches);
+        SET(M_BACKLOG_BYTES, l, p->backlog_bytes);
+        SET(M_IN_FLIGHT, l, p->ninflight);
+        SET(M_LAG, l, last > p->cursor ? last - p->cursor : 0);
+        if (p->reg) SET(M_CERT_DAYS, l, tb_cert_days_left(p->reg->cert));
+    }
+    for (int r = 1; r < NREASONS; r++) {
+        const char *name = tb_nack_reason_name((Tongban__NackReason)r);
+        if (strcmp(name, "unspecified") == 0) continue;
+        tb_metrics_labels(l, sizeof l, "reason", name, (char *)NULL);
+        SET(M_REJECTED, l, self->stats.rejected[r]);
+    }
+    SET(M_DUPLICATES, NULL, self->stats.duplicates);
+    SET(M_REFUSED, NULL, self->stats.zap_denied);
+    SET(M_MALFORMED, NULL, self->stats.malformed_frames);
+    SET(M_ACKS_OUT, NULL, self->stats.acks_out);
+    SET(M_SYNCS, NULL, self->stats.syncs);
+    SET(M_JOURNAL_BYTES, NULL, journal_bytes(self->journal));
+    SET(M_JOURNAL_SEGMENTS, NULL, journal_segments(self->journal));
+    SET(M_JOURNAL_LAST_SEQ, NULL, journal_last_seq(self->journal));
+    SET(M_JOURNAL_DURABLE_SEQ, NULL, journal_durable_seq(self->journal));
+    SET(M_STORAGE_FAILED, NULL, self->storage_failed);
+    SET(M_START_TIME, NULL, (double)self->started_wall_ms / 1000.0);
+    tb_metrics_labels(l, sizeof l, "version", TB_VERSION_STRING, "hub", self->cfg->id, (char *)NULL);
+    SET(M_BUILD_INFO, l, 1);
+#undef SET
+    return rc;
+}
+
+tb_err_t hub_metrics_render(hub_t *self, char **text, size_t *len)
+{
+    tb_err_t rc;
+    if (!self->metrics) {
+        if ((rc = tb_metrics_new(&self->metrics)) != TB_OK) return rc;
+        if ((rc = declare_all(self->metrics)) != TB_OK) {
+            tb_metrics_destroy(&self->metrics);
+            return rc;
+        }
+    }
+    if ((rc = update(self)) != TB_OK) return rc;
+    return tb_metrics_render(self->metrics, text, len);
+}
+
+tb_err_t hub_metrics_start(hub_t *self, char *err, size_t errlen)
+{
+    char host[64];
+    int port = 0;
+    if (!self->cfg->http_listen[0]) return TB_OK;
+    if (!tb_config_parse_http_listen(self->cfg->http_listen, host, sizeof host, &port)) {
+        snprintf(err, errlen, "http.listen: expected HOST:PORT, got \"%s\"", self->cfg->http_listen);
+        return TB_ERR_CONFIG;
+    }
+    tb_err_t rc = tb_httpd_new(host, port, NULL, &self->httpd, err, errlen);
+    if (rc != TB_OK) return rc;
+    tb_log(TB_LOG_INFO, comp, "http_listening", "hub=%s http=%s port=%d paths=/metrics,/healthz", self->cfg->id,
+           self->cfg->http_listen, tb_httpd_port(self->httpd));
+    return TB_OK;
+}
+
+void hub_metrics_tick(hub_t *self)
+{
+    if (!self->httpd || !tb_httpd_due(self->httpd)) return;
+    char *text = NULL, why[160];
+    size_t len = 0;
+    tb_err_t rc = hub_metrics_render(self, &text, &len);
+    if (rc != TB_OK) {
+        tb_log(TB_LOG_WARN, comp, "metrics_render_failed", "error=\"%s\"", tb_strerror(rc));
+        return;                   /* the endpoint keeps the previous snapshot */
+    }
+    int ok = hub_metrics_health(self, why, sizeof why);
+    if (tb_httpd_publish(self->httpd, text, len, ok, why) != TB_OK)
+        tb_log(TB_LOG_WARN, comp, "metrics_publish_failed", "error=\"%s\"", tb_strerror(TB_ERR_NOMEM));
+    free(text);
+}
+
+void hub_metrics_stop(hub_t *self)
+{
+    tb_httpd_destroy(&self->httpd);
+    tb_metrics_destroy(&self->metrics);
+}

@@ -1,0 +1,250 @@
+/* admin.c -- the node's operator channel: a REP socket on an ipc:// path
+ * that only the node's user can open (mode 0600), used by `tbctl node ...`.
+ *
+ * Requests (one text frame):
+ *   "status" (JSON) | "status text"
+ *   "dead-letters" (text) | "dead-letters json"
+ *   "retry ID"                 re-apply dead letter ID now
+ *   "resync CATALOG FROM"      ask node FROM to send CATALOG again (snapshot)
+ *   "count CATALOG"            rows of CATALOG in tongban.records
+ * Replies: JSON / text, or "ok: ..." / "error: ...".
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "jsonw.h"
+#include "log.h"
+#include "node_internal.h"
+#include "wire.h"
+
+#define RESYNC_TIMEOUT_MS 30000   /* the owner queues the whole catalog first */
+
+static const char *comp = "node";
+
+tb_err_t node_admin_bind(node_t *self, char *err, size_t errlen)
+{
+    char path[TB_PATH_MAX + 32], ep[TB_PATH_MAX + 48];
+    if (self->cfg->admin[0]) snprintf(path, sizeof path, "%s", self->cfg->admin);
+    else snprintf(path, sizeof path, "/tmp/tongban-node-%s.sock", self->cfg->id);
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    self->admin = zmq_socket(self->ctx, ZMQ_REP);
+    int zero = 0;
+    if (self->admin) zmq_setsockopt(self->admin, ZMQ_LINGER, &zero, sizeof zero);
+    mode_t old = umask(0077);
+    int rc = self->admin ? zmq_bind(self->admin, ep) : -1;
+    umask(old);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot open the admin socket %s: %s", ep, zmq_strerror(errno));
+        return TB_ERR_IO;
+    }
+    chmod(path, 0600);
+    return TB_OK;
+}
+
+static void reply(node_t *self, const char *text)
+{
+    if (zmq_send(self->admin, text, strlen(text), 0) < 0)
+        tb_log(TB_LOG_WARN, comp, "admin_reply_failed", "error=\"%s\"", zmq_strerror(errno));
+}
+
+static char *status_render(node_t *self, int json)
+{
+    char err[TB_ERRLEN];
+    tb_store_status_t st;
+    int have = self->store && tb_store_status(self->store, &st, err, sizeof err) == TB_OK;
+    const node_stats_t *s = &self->stats;
+    uint64_t now = tb_now_ms();
+    long days = tb_cert_days_left(self->cert);
+    jsonw_t w;
+    jsonw_init(&w);
+    if (json) {
+        jsonw_obj_begin(&w, NULL);
+        jsonw_str(&w, "node", self->cfg->id);
+        jsonw_str(&w, "version", TB_VERSION_STRING);
+        jsonw_u64(&w, "uptime_s", (now - self->started_ms) / 1000);
+        jsonw_obj_begin(&w, "hub");
+        jsonw_str(&w, "endpoint", self->cfg->hub_endpoint);
+        jsonw_bool(&w, "connected", self->welcomed);
+        jsonw_i64(&w, "last_heard_ms_ago", self->last_heard_ms ? (long long)(now - self->last_heard_ms) : -1);
+        jsonw_i64(&w, "last_ack_ms_ago", self->last_ack_ms ? (long long)(now - self->last_ack_ms) : -1);
+        jsonw_u64(&w, "in_flight_batches", self->npend);
+        jsonw_obj_end(&w);
+        jsonw_bool(&w, "postgresql_connected", self->store != NULL);
+        if (have) {
+            jsonw_obj_begin(&w, "database");
+            jsonw_i64(&w, "outbox_rows", st.outbox_rows);
+            jsonw_dbl(&w, "outbox_oldest_age_s", st.outbox_oldest_age_s);
+            jsonw_i64(&w, "unacked_batches", st.unacked_batches);
+            jsonw_i64(&w, "refused_batches", st.refused_batches);
+            jsonw_i64(&w, "dead_letters", st.dead_letters);
+            jsonw_i64(&w, "inbox_rows", st.inbox_rows);
+            jsonw_dbl(&w, "last_applied_age_s", st.last_applied_age_s);
+            jsonw_i64(&w, "records", st.records);
+            jsonw_obj_end(&w);
+        }
+        jsonw_obj_begin(&w, "totals");
+        jsonw_u64(&w, "batches_sent", s->batches_sent);
+        jsonw_u64(&w, "records_sent", s->records_sent);
+        jsonw_u64(&w, "acks", s->acks);
+        jsonw_u64(&w, "nacks", s->nacks);
+        jsonw_u64(&w, "batches_applied", s->batches_applied);
+        jsonw_u64(&w, "records_applied", s->records_applied);
+        jsonw_u64(&w, "duplicates", s->duplicates);
+        jsonw_u64(&w, "rejected_in", s->rejected_in);
+        jsonw_u64(&w, "pg_errors", s->pg_errors);
+        jsonw_obj_end(&w);
+        jsonw_i64(&w, "cert_days_left", days);
+        jsonw_obj_end(&w);
+    } else {
+        jsonw_raw(&w, "node %s  version %s  up %llus\n", self->cfg->id, TB_VERSION_STRING,
+                  (unsigned long long)((now - self->started_ms) / 1000));
+        jsonw_raw(&w, "hub        %s  %s", self->cfg->hub_endpoint, self->welcomed ? "connected" : "NOT CONNECTED");
+        if (self->last_ack_ms) jsonw_raw(&w, ", last ack %llus ago", (unsigned long long)((now - self->last_ack_ms) / 1000));
+        jsonw_raw(&w, ", %zu batches in flight\n", self->npend);
+        jsonw_raw(&w, "postgresql %s\n", self->store ? "connected" : "NOT CONNECTED (retrying)");
+        if (have) {
+            jsonw_raw(&w, "outbox     %" PRId64 " rows", st.outbox_rows);
+            if (st.outbox_oldest_age_s >= 0) jsonw_raw(&w, ", oldest %.1fs", st.outbox_oldest_age_s);
+            jsonw_raw(&w, "; %" PRId64 " unacked batches; %" PRId64 " refused batches%s\n", st.unacked_batches,
+                      st.refused_batches, st.refused_batches ? " (SELECT * FROM tongban.refused_batches)" : "");
+            jsonw_raw(&w, "inbound    %" PRId64 " batches applied", st.inbox_rows);
+            if (st.last_applied_age_s >= 0) jsonw_raw(&w, ", last %.1fs ago", st.last_applied_age_s);
+            jsonw_raw(&w, "; %" PRId64 " dead letters%s\n", st.dead_letters,
+                      st.dead_letters ? " (tbctl node dead-letters)" : "");
+            jsonw_raw(&w, "records    %" PRId64 "\n", st.records);
+        }
+        jsonw_raw(&w, "totals     sent %lu batches / %lu records, %lu acks, %lu nacks; applied %lu batches / %lu records, %lu duplicates, %lu rejected, %lu PostgreSQL errors\n",
+                  s->batches_sent, s->records_sent, s->acks, s->nacks, s->batches_applied,
+                  s->records_applied, s->duplicates, s->rejected_in, s->pg_errors);
+        jsonw_raw(&w, "cert       %ld days left%s\n", days, days < 30 ? "  RENEW SOON" : "");
+    }
+    if (have) tb_store_free_status(&st);
+    return jsonw_take(&w);
+}
+
+static char *dead_letters_render(node_t *self, int json, char *err, size_t errlen)
+{
+    tb_dead_t *v = NULL;
+    size_t n = 0;
+    if (!self->store) {
+        snprintf(err, errlen, "PostgreSQL not connected");
+        return NULL;
+    }
+    if (tb_store_dead_letters(self->store, &v, &n, err, errlen) != TB_OK) return NULL;
+    jsonw_t w;
+    jsonw_init(&w);
+    if (json) jsonw_arr_begin(&w, NULL);
+    else jsonw_raw(&w, "%-8s %-10s %-12s %-6s %-14s %-8s %-20s %s\n", "ID", "SENDER", "SEQ", "ENTRY",
+                   "TYPE", "STATUS", "SINCE", "REASON");
+    for (size_t i = 0; i < n; i++) {
+        const tb_dead_t *d = &v[i];
+        if (json) {
+            jsonw_obj_begin(&w, NULL);
+            jsonw_i64(&w, "id", d->id);
+            jsonw_str(&w, "sender", d->sender);
+            jsonw_u64(&w, "seq", d->seq);
+            jsonw_i64(&w, "entry_index", d->entry_index);
+            jsonw_str(&w, "type", d->entry_type);
+            jsonw_str(&w, "status", d->status);
+            jsonw_str(&w, "created_at", d->created_at);
+            jsonw_str(&w, "reason", d->reason);
+            jsonw_obj_end(&w);
+        } else {
+            jsonw_raw(&w, "%-8" PRId64 " %-10s %-12" PRIu64 " %-6d %-14s %-8s %-20.19s %s\n", d->id, d->sender,
+                      d->seq, d->entry_index, d->entry_type, d->status, d->created_at, d->reason);
+        }
+    }
+    if (json) jsonw_arr_end(&w);
+    else if (n == 0) jsonw_raw(&w, "(no dead letters)\n");
+    tb_store_free_dead(v, n);
+    return jsonw_take(&w);
+}
+
+void node_admin_handle(node_t *self, uint64_t now)
+{
+    char req[256], err[TB_ERRLEN], out[TB_ERRLEN + 128];
+    int n = zmq_recv(self->admin, req, sizeof req - 1, ZMQ_DONTWAIT);
+    if (n < 0) return;
+    if (n > (int)sizeof req - 1) n = (int)sizeof req - 1;
+    req[n] = '\0';
+    int more = 0;
+    size_t ml = sizeof more;
+    zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
+    while (more) {
+        char junk[64];
+        zmq_recv(self->admin, junk, sizeof junk, 0);
+        zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
+    }
+    char *text = NULL, cat[TB_ID_MAX + 2], from[TB_ID_MAX + 2];
+    long long id;
+    err[0] = '\0';
+    if (strcmp(req, "status") == 0 || strcmp(req, "status text") == 0) {
+        text = status_render(self, strcmp(req, "status") == 0);
+    } else if (strcmp(req, "dead-letters") == 0 || strcmp(req, "dead-letters json") == 0) {
+        text = dead_letters_render(self, strcmp(req, "dead-letters json") == 0, err, sizeof err);
+        if (!text) snprintf(out, sizeof out, "error: %s", err);
+    } else if (sscanf(req, "retry %lld", &id) == 1) {
+        if (!self->store) snprintf(out, sizeof out, "error: PostgreSQL not connected");
+        else if (tb_store_retry_dead_letter(self->store, (int64_t)id, err, sizeof err) == TB_OK)
+            snprintf(out, sizeof out, "ok: dead letter %lld applied", id);
+        else snprintf(out, sizeof out, "error: dead letter %lld: %s", id, err);
+    } else if (sscanf(req, "count %65s", cat) == 1) {
+        int64_t rows = 0;
+        if (!self->store) snprintf(out, sizeof out, "error: PostgreSQL not connected");
+        else if (tb_store_count(self->store, cat, &rows, err, sizeof err) == TB_OK)
+            snprintf(out, sizeof out, "%lld", (long long)rows);
+        else snprintf(out, sizeof out, "error: %s", err);
+    } else if (sscanf(req, "resync %65s %65s", cat, from) == 2) {
+        if (!(strcmp(cat, "*") == 0 || tb_config_valid_id(cat)) || !tb_config_valid_id(from)) {
+            snprintf(out, sizeof out, "error: expected resync CATALOG NODE");
+        } else if (!self->welcomed) {
+            snprintf(out, sizeof out, "error: not connected to the hub");
+        } else {
+            /* answered when the owner's Reply comes (or at the deadline) */
+            self->query_id = node_send_query(self, from, "snapshot", cat);
+            snprintf(self->query_what, sizeof self->query_what, "%s from %s", cat, from);
+            self->admin_waiting = 1;
+            self->admin_deadline = now + RESYNC_TIMEOUT_MS;
+            tb_log(TB_LOG_INFO, comp, "resync_requested", "node=%s catalog=%s owner=%s", self->cfg->id, cat, from);
+            return;
+        }
+    } else {
+        snprintf(out, sizeof out, "error: unknown request (status, dead-letters, retry ID, resync CATALOG NODE, count CATALOG)");
+    }
+    reply(self, text ? text : out);
+    free(text);
+}
+
+void node_admin_on_reply(node_t *self, const Tongban__Reply *r)
+{
+    char out[512], body[256];
+    if (!self->admin_waiting || r->id != self->query_id) return;   /* late or unknown */
+    size_t n = r->body.len < sizeof body - 1 ? r->body.len : sizeof body - 1;
+    memcpy(body, r->body.data, n);
+    body[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)body[i] < ' ') body[i] = '?';
+    if (r->status == TONGBAN__REPLY_STATUS__REPLY_OK)
+        snprintf(out, sizeof out, "ok: %s rows queued (%s)", body, self->query_what);
+    else if (r->status == TONGBAN__REPLY_STATUS__REPLY_UNAVAILABLE)
+        snprintf(out, sizeof out, "error: %s: the owner is unavailable (offline?) %s", self->query_what, body);
+    else
+        snprintf(out, sizeof out, "error: %s: %s", self->query_what, body);
+    self->admin_waiting = 0;
+    reply(self, out);
+}
+
+void node_admin_timer(node_t *self, uint64_t now)
+{
+    if (!self->admin_waiting || now < self->admin_deadline) return;
+    char out[256];
+    snprintf(out, sizeof out, "error: %s: no answer within %d s", self->query_what, RESYNC_TIMEOUT_MS / 1000);
+    self->admin_waiting = 0;
+    reply(self, out);
+}

@@ -1,0 +1,75 @@
+/* node_internal.h -- the node's state, shared by node.c (the loop) and
+ * admin.c (the operator's channel). Not part of any public interface. */
+#ifndef TB_NODE_INTERNAL_H
+#define TB_NODE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "crypto.h"
+#include "metrics_node.h"
+#include "node.h"
+#include "store.h"
+#include "tongban.pb-c.h"
+
+#define HELLO_EVERY_MS 1000
+#define HEARTBEAT_MS 1000
+#define HUB_SILENT_MS 5000         /* no frame for this long: hub considered lost */
+#define PG_RETRY_MS 1000
+#define STATS_EVERY_MS 30000
+#define DRAIN_BUDGET_MS 50        /* longest stretch of receiving before other work */
+
+typedef struct {
+    uint64_t seq;
+    char dest[TB_ID_MAX + 8];
+    uint8_t *bytes;               /* serialised SignedBatch as stored */
+    size_t len;
+    size_t entries;
+    uint64_t sent_ms;             /* 0 = to be sent */
+} pend_t;
+
+typedef struct {
+    char id[TB_ID_MAX + 1];
+    tb_cert_t *cert;
+    int revoked;
+} dir_t;
+
+struct node {
+    const tb_node_config_t *cfg;
+    tb_signer_t *signer;
+    tb_cert_t *cert, *ca;
+    void *ctx, *dealer;
+    tb_store_t *store;
+    uint64_t pg_retry_ms;
+    dir_t *dir;
+    size_t ndir;
+    int welcomed, ever_welcomed;
+    uint64_t started_ms, last_hello_ms, last_heard_ms, last_hb_ms, last_poll_ms, last_stats_ms;
+    pend_t *pend;
+    size_t npend, cap;
+    int outbox_dirty;
+    uint64_t batch_deadline;      /* 0 = none */
+    node_stats_t stats;
+    uint64_t last_ack_ms;         /* monotonic time of the last Ack from the hub */
+    int64_t last_ack_wall_ms;
+    node_metrics_t *metrics;      /* /metrics and /healthz (NULL: disabled) */
+    /* operator channel */
+    void *admin;
+    int admin_waiting;            /* a request awaits a Reply from another node */
+    uint64_t admin_deadline;
+    uint64_t query_id;            /* id of the Query the admin request waits for */
+    char query_what[160];         /* what the admin request asked, for its answer */
+};
+
+/* admin.c: binds the admin socket (ipc, mode 0600). */
+tb_err_t node_admin_bind(node_t *self, char *err, size_t errlen);
+/* admin.c: answers one request waiting on the admin socket. */
+void node_admin_handle(node_t *self, uint64_t now);
+/* admin.c: a Reply arrived from another node (for a pending admin request). */
+void node_admin_on_reply(node_t *self, const Tongban__Reply *r);
+/* admin.c: gives up on a pending request after its deadline. */
+void node_admin_timer(node_t *self, uint64_t now);
+/* node.c: sends a Query to another node through the hub; returns its id. */
+uint64_t node_send_query(node_t *self, const char *dest, const char *kind, const char *body);
+
+#endif
