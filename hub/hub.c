@@ -450,6 +450,19 @@ static void queue_ack(hub_t *self, peer_t *p, uint64_t seq)
     self->nacks++;
 }
 
+/* 1 if sb carries the key id of another registered node's certificate:
+ * p presents a batch signed by someone else (impersonation), not merely
+ * an outdated certificate of its own. */
+static int signed_by_other(hub_t *self, const peer_t *p, const Tongban__SignedBatch *sb)
+{
+    if (!sb->signer_key_id) return 0;
+    for (size_t i = 0; i < self->reg->n; i++) {
+        const reg_node_t *n = &self->reg->nodes[i];
+        if (n != p->reg && strcmp(tb_cert_key_id(n->cert), sb->signer_key_id) == 0) return 1;
+    }
+    return 0;
+}
+
 static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
 {
     char err[TB_ERRLEN] = "";
@@ -473,7 +486,9 @@ static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
         }
         Tongban__NackReason r = rc == TB_ERR_BADSIG ? TONGBAN__NACK_REASON__NACK_BAD_SIGNATURE
                                : strstr(err, "sender") ? TONGBAN__NACK_REASON__NACK_WRONG_SENDER
-                               : strstr(err, "key id") ? TONGBAN__NACK_REASON__NACK_UNKNOWN_CERT
+                               : strstr(err, "key id") ? (signed_by_other(self, p, sb)
+                                                              ? TONGBAN__NACK_REASON__NACK_WRONG_SENDER
+                                                              : TONGBAN__NACK_REASON__NACK_UNKNOWN_CERT)
                                                        : TONGBAN__NACK_REASON__NACK_MALFORMED;
         reject(self, p, seq, r, err);
         goto done;
@@ -908,7 +923,19 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
             char who[128];
             if (zap_handle(self->zap, zap_lookup, self, who, sizeof who) != 1) {
                 self->stats.zap_denied++;
-                tb_log(TB_LOG_WARN, comp, "connection_refused", "reason=unregistered_key %s", who);
+                /* A revoked node's key is known but refused: say so. */
+                char z85[41] = "";
+                const char *k = strstr(who, "key=");
+                uint8_t key[32];
+                const reg_node_t *rn = NULL;
+                if (k && strlen(k + 4) == 40) {
+                    memcpy(z85, k + 4, 41);
+                    if (zmq_z85_decode(key, z85)) rn = registry_by_key(self->reg, key);
+                }
+                if (rn && rn->revoked_ms)
+                    tb_log(TB_LOG_WARN, comp, "connection_refused", "reason=revoked node=%s %s", rn->id, who);
+                else
+                    tb_log(TB_LOG_WARN, comp, "connection_refused", "reason=unregistered_key %s", who);
             }
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {

@@ -779,7 +779,9 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
             if (got < 0) store_lost(self, "listen", "connection to PostgreSQL lost");
             else if (got > 0 && !self->batch_deadline) {
                 self->outbox_dirty = 1;
-                self->batch_deadline = now + (uint64_t)self->cfg->batch_max_delay_ms;
+                /* Nothing in flight: send at once (latency); otherwise
+                 * let changes gather up to max_delay_ms (throughput). */
+                self->batch_deadline = self->npend == 0 ? now : now + (uint64_t)self->cfg->batch_max_delay_ms;
             }
         }
         on_timer(self, now);

@@ -88,7 +88,7 @@ status
 fed_stop_proc p2 KILL
 rc=0; fed_lightnode subscribe p2 --timeout-ms 3000 >/dev/null 2>&1 || rc=$?
 [ $rc = 3 ] || fail "revoked p2 reconnected (rc=$rc)"
-grep -q 'event=connection_refused reason=unregistered_key' "$ROOT/log/hub.log" || fail "refused connection not logged"
+grep -q 'event=connection_refused reason=revoked node=p2' "$ROOT/log/hub.log" || fail "refused reconnection of the revoked node not logged"
 grep -q 'event=node_revoked node=p2' "$ROOT/log/hub.log" || fail "revocation not logged"
 
 echo "== tbctl hub status (text)"

@@ -145,11 +145,11 @@ echo "== attacks (honest traffic continues)"
 snap during0
 attack unregistered-key unregistered-key x 'event=connection_refused reason=unregistered_key' --count 5
 attack sign-as-other sign-as-other x \
-  'event=batch_rejected node=x .*reason=unknown_cert||event=batch_rejected node=x .*reason=wrong_sender||event=batch_rejected node=x .*reason=bad_signature' \
+  'event=batch_rejected node=x .*reason=wrong_sender||event=batch_rejected node=x .*reason=bad_signature' \
   --other-node y --other-key "$ROOT/pki/y/node.key" --other-cert "$ROOT/pki/y/node.crt"
 attack modified-body modified-body x 'event=batch_rejected node=x .*reason=bad_signature' --other-node y
 attack replay replay x 'event=duplicate_batch node=x .*action=ack_again||level=error .*event=batch_rejected node=x .*reason=replay_mismatch .*alarm=1'
-attack revoked revoked r1 'event=node_revoked node=r1||event=connection_refused reason=unregistered_key' \
+attack revoked revoked r1 'event=node_revoked node=r1||event=connection_refused reason=revoked node=r1' \
   --bystander-dir "$ROOT/pki/y" --bystander-node y --exec "'$BUILD/tbctl' hub revoke r1 -c '$ROOT/etc/hub.yaml' >/dev/null"
 attack acl acl a1 'event=batch_rejected node=a1 .*reason=acl detail=.*may not send entries of type'
 attack oversize oversize x '' --max-bytes "$MAXMSG"
