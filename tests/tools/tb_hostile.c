@@ -144,7 +144,10 @@ static void seen(hx_t *self, const char *what, long n)
             return;
         }
     if (self->nseen == MAX_SEEN) return;
-    snprintf(self->seen_name[self->nseen], sizeof self->seen_name[0], "%s", what);
+    size_t len = strlen(what);
+    if (len >= sizeof self->seen_name[0]) len = sizeof self->seen_name[0] - 1;
+    memcpy(self->seen_name[self->nseen], what, len);
+    self->seen_name[self->nseen][len] = '\0';
     self->seen_n[self->nseen++] = n;
 }
 
@@ -740,7 +743,7 @@ done:
 static void mode_sign_as_other(hx_t *self)
 {
     const char *me = self->o.node, *other = self->o.other_node;
-    conn_t c;
+    conn_t c = { 0 };
     if (open_registered(self, &c) != 0) goto done;
     struct {
         const char *what, *sender;
@@ -814,7 +817,7 @@ done:
 
 static void mode_modified_body(hx_t *self)
 {
-    conn_t c;
+    conn_t c = { 0 };
     if (open_registered(self, &c) != 0) goto done;
     const char *what[] = { "byte flipped", "seq changed", "dest changed", "entry added", "last byte cut",
                            "signature flipped" };
@@ -1089,7 +1092,7 @@ done:
 
 static void mode_acl(hx_t *self)
 {
-    conn_t c;
+    conn_t c = { 0 };
     if (open_registered(self, &c) != 0) goto done;
     if (control(self, &c, 32) != 0) goto done;      /* record_upsert is allowed */
     struct {
@@ -1135,7 +1138,7 @@ done:
 
 static void mode_oversize(hx_t *self)
 {
-    conn_t c;
+    conn_t c = { 0 };
     long max = self->o.max_bytes;
     if (open_registered(self, &c) != 0) goto done;
     size_t pads[] = { (size_t)max + 4096, HUGE_BYTES };
@@ -1172,7 +1175,7 @@ done:
 static void mode_random(hx_t *self)
 {
     static const size_t sizes[] = { 0, 1, 2, 3, 4, 5, 7, 8, 13, 16, 31, 64, 100, 255, 256, 1000, 4096, 30000, 60000 };
-    conn_t c;
+    conn_t c = { 0 };
     long n = self->o.count > 0 ? self->o.count : 200, cls[4] = { 0 };
     size_t cap = self->o.max_bytes > 0 ? (size_t)self->o.max_bytes - 1024 : 60000;
     uint8_t *buf = malloc(60000);
@@ -1230,7 +1233,7 @@ done:
 
 static void mode_truncated(hx_t *self)
 {
-    conn_t c;
+    conn_t c = { 0 };
     long step = self->o.step > 0 ? self->o.step : 7, cls[4] = { 0 };
     uint8_t *body = NULL, *sig = NULL, *frame = NULL, *sbraw = NULL;
     if (open_registered(self, &c) != 0) goto done;
@@ -1309,7 +1312,7 @@ done:
 
 static void mode_frame_count(hx_t *self)
 {
-    conn_t c;
+    conn_t c = { 0 };
     if (open_registered(self, &c) != 0) goto done;
     size_t hl;
     uint8_t *hello = hello_frame(self->o.node, &hl);
@@ -1362,7 +1365,7 @@ static void mode_flood(hx_t *self)
     long k = self->o.idle_tcp >= 0 ? self->o.idle_tcp : 100;
     size_t total = (size_t)(2 * n + m);
     conn_t *cs = calloc(total, sizeof *cs);
-    conn_t probe;
+    conn_t probe = { 0 };
     int *fds = calloc((size_t)k + 1, sizeof *fds);
     long nfd = 0;
     char by_sk[41], by_pk[41];

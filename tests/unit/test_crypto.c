@@ -25,8 +25,10 @@ static const char *pj(const char *dir, const char *name)
 {
     static char bufs[8][1024];
     static int next;
+    char tmp[sizeof bufs[0]];
     char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s/%s", dir, name);   /* dir may be an earlier result */
+    memcpy(b, tmp, sizeof tmp);
     return b;
 }
 

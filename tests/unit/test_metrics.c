@@ -231,7 +231,10 @@ static long check_text(checker_t *c, const char *text)
                 double b;
                 if (!le[0] || parse_value(le, &b) != 0) return cfail(c, lineno, "bucket without a valid le");
                 if (strcmp(rest, c->hseries) != 0 || c->hinf_seen) {
-                    snprintf(c->hseries, sizeof c->hseries, "%s", rest);
+                    size_t rl = strlen(rest);
+                    if (rl >= sizeof c->hseries) rl = sizeof c->hseries - 1;
+                    memcpy(c->hseries, rest, rl);
+                    c->hseries[rl] = '\0';
                     c->hlast = -1;
                     c->hinf_seen = 0;
                 }
