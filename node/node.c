@@ -438,16 +438,29 @@ static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
     pump(self, now);
 }
 
+/* Deletes the batches acked since the last call from sent_batches, in one
+ * transaction (see tb_store_ack_many). */
+static void flush_acks(node_t *self)
+{
+    char err[TB_ERRLEN];
+    if (!self->nacked || !self->store) return;
+    if (tb_store_ack_many(self->store, self->acked, self->nacked, err, sizeof err) != TB_OK) {
+        /* still in sent_batches: resent after the reconnect, deduplicated by the hub */
+        self->nacked = 0;
+        store_lost(self, "ack", err);
+        return;
+    }
+    self->nacked = 0;
+}
+
 static void on_ack(node_t *self, uint64_t seq)
 {
     for (size_t i = 0; i < self->npend; i++) {
         if (self->pend[i].seq != seq) continue;
-        char err[TB_ERRLEN];
-        if (self->store && tb_store_ack(self->store, seq, err, sizeof err) != TB_OK) {
-            store_lost(self, "ack", err);
-            return;   /* kept: resent later, deduplicated downstream */
-        }
+        if (!self->store) return;   /* kept: resent later, deduplicated downstream */
+        if (self->nacked == sizeof self->acked / sizeof self->acked[0]) flush_acks(self);
         if (!self->store) return;
+        self->acked[self->nacked++] = seq;
         pend_remove(self, i);
         self->stats.acks++;
         self->last_ack_ms = tb_now_ms();
@@ -772,6 +785,7 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
                 now = tb_now_ms();
                 if (now - start >= DRAIN_BUDGET_MS) break;
             }
+            flush_acks(self);
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) node_admin_handle(self, now);
         if (n > 0 && nitems == 3 && (items[2].revents & ZMQ_POLLIN) && self->store) {
@@ -779,9 +793,13 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
             if (got < 0) store_lost(self, "listen", "connection to PostgreSQL lost");
             else if (got > 0 && !self->batch_deadline) {
                 self->outbox_dirty = 1;
-                /* Nothing in flight: send at once (latency); otherwise
-                 * let changes gather up to max_delay_ms (throughput). */
-                self->batch_deadline = self->npend == 0 ? now : now + (uint64_t)self->cfg->batch_max_delay_ms;
+                /* Less than half the window in flight: send at once
+                 * (latency: a batch still awaiting its ack must not hold
+                 * back the next one); otherwise let changes gather up to
+                 * max_delay_ms into bigger batches (throughput). */
+                self->batch_deadline = self->npend * 2 < (size_t)self->cfg->batch_window
+                                           ? now
+                                           : now + (uint64_t)self->cfg->batch_max_delay_ms;
             }
         }
         on_timer(self, now);
@@ -795,6 +813,7 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
             self->npend < (size_t)self->cfg->batch_window)
             cut_batches(self, now);
     }
+    flush_acks(self);
     tb_log(TB_LOG_INFO, comp, "stopped", "node=%s unacked=%zu", self->cfg->id, self->npend);
     return TB_OK;
 }

@@ -47,6 +47,8 @@ struct node {
     uint64_t started_ms, last_hello_ms, last_heard_ms, last_hb_ms, last_poll_ms, last_stats_ms;
     pend_t *pend;
     size_t npend, cap;
+    uint64_t acked[64];           /* acked by the hub, not yet deleted from sent_batches */
+    size_t nacked;
     int outbox_dirty;
     uint64_t batch_deadline;      /* 0 = none */
     node_stats_t stats;

@@ -41,7 +41,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 5
+#define TB_SCHEMA_VERSION 6
 
 typedef struct tb_store tb_store_t;
 
@@ -81,13 +81,14 @@ typedef struct {
 tb_err_t tb_store_outbox_dests(tb_store_t *self, char ***dests, size_t *n, char *err, size_t errlen);
 void tb_store_free_strings(char **v, size_t n);
 
-/* Opens a transaction, allocates the next batch seq (no gaps: the counter
- * moves only if the batch commits), and reads up to max outbox rows for dest
- * in id order. When *n == 0 the transaction is already closed. */
+/* Opens a transaction, takes (deletes, in that transaction) up to max outbox
+ * rows for dest in id order, and allocates the next batch seq (no gaps: the
+ * counter moves only if the batch commits). When *n == 0 the transaction is
+ * already closed. tb_store_batch_abort puts the rows back (rollback). */
 tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, uint64_t *seq,
                               tb_outrow_t **rows, size_t *n, char *err, size_t errlen);
-/* Stores the signed batch bytes under seq, deletes the outbox rows it
- * carries (ids of rows[0..n-1]) and commits. */
+/* Stores the signed batch bytes under seq and commits (with the deletion of
+ * the outbox rows rows[0..n-1] that tb_store_batch_begin took). */
 tb_err_t tb_store_batch_commit(tb_store_t *self, uint64_t seq, const char *dest,
                                const tb_outrow_t *rows, size_t n,
                                const uint8_t *signed_bytes, size_t len, char *err, size_t errlen);
@@ -105,8 +106,13 @@ typedef struct {
 tb_err_t tb_store_unacked(tb_store_t *self, tb_sent_t **out, size_t *n, char *err, size_t errlen);
 void tb_store_free_sent(tb_sent_t *v, size_t n);
 
-/* The hub acked seq: delete it. Acking an unknown seq is TB_OK (idempotent). */
+/* The hub acked seq: delete it. Acking an unknown seq is TB_OK (idempotent).
+ * The deletion commits without waiting for its WAL flush (synchronous_commit
+ * off for that transaction only): an ack lost in a crash only makes the node
+ * resend a batch the hub already has, which the hub deduplicates. */
 tb_err_t tb_store_ack(tb_store_t *self, uint64_t seq, char *err, size_t errlen);
+/* The same for seqs[0..n-1], in one transaction. */
+tb_err_t tb_store_ack_many(tb_store_t *self, const uint64_t *seqs, size_t n, char *err, size_t errlen);
 
 /* The hub refused seq for good (reason, detail): move it from sent_batches
  * to refused_batches, where the operator sees it. Idempotent. */

@@ -26,14 +26,15 @@ extern const char tb_store_bootstrap_sql[];
 
 /* Statements prepared once per connection (PQprepare under .name). */
 enum {
-    S_OUTBOX_READ,
+    S_OUTBOX_DESTS,
+    S_OUTBOX_TAKE,
     S_NEXT_SEQ,
     S_SENT_INSERT,
-    S_OUTBOX_DELETE,
     S_ACK,
     S_REFUSE,
     S_INBOX_INSERT,
     S_APPLY_UPSERT,
+    S_APPLY_UPSERT_UNIQUE,
     S_APPLY_DELETE,
     S_DEAD_INSERT,
     S__COUNT
