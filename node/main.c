@@ -32,8 +32,9 @@ int main(int argc, char **argv)
     }
     tb_daemon_log_setup(&cfg.log);
 
-    static volatile sig_atomic_t stop;
+    static volatile sig_atomic_t stop, reload;
     tb_daemon_signals(&stop);
+    tb_daemon_sighup(&reload);
     char err[TB_ERRLEN] = "";
     node_t *node = NULL;
     e = node_new(&cfg, &node, err, sizeof err);
@@ -42,7 +43,7 @@ int main(int argc, char **argv)
         tb_node_config_free(&cfg);
         return TB_EXIT_FAIL;
     }
-    e = node_run(node, &stop);
+    e = node_run(node, &stop, &reload, args.config);
     node_destroy(&node);
     tb_node_config_free(&cfg);
     return e == TB_OK ? TB_EXIT_OK : TB_EXIT_FAIL;

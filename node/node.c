@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "crypto.h"
+#include "daemon.h"
 #include "log.h"
 #include "node_internal.h"
 #include "pki.h"
@@ -176,6 +177,10 @@ void node_destroy(node_t **selfp)
     tb_signer_destroy(&self->signer);
     tb_cert_destroy(&self->cert);
     tb_cert_destroy(&self->ca);
+    if (self->own_cfg) {
+        tb_node_config_free(self->own_cfg);
+        free(self->own_cfg);
+    }
     free(self);
     *selfp = NULL;
 }
@@ -742,7 +747,73 @@ static void on_timer(node_t *self, uint64_t now)
     }
 }
 
-tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
+tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errlen)
+{
+    tb_node_config_t *cfg = calloc(1, sizeof *cfg);
+    tb_config_errors_t errs = { 0 };
+    if (!cfg) return TB_ERR_NOMEM;
+    tb_err_t rc = tb_node_config_load(cfg_path, cfg, &errs);
+    if (rc != TB_OK) {
+        for (size_t i = 0; i < errs.count; i++)
+            tb_log(TB_LOG_ERROR, comp, "reload_config_error", "problem=\"%s\"", errs.lines[i]);
+        snprintf(err, errlen, "%s: %zu problem(s), nothing reloaded (see log)", cfg_path, errs.count);
+        tb_config_errors_free(&errs);
+        tb_node_config_free(cfg);
+        free(cfg);
+        return TB_ERR_CONFIG;
+    }
+    tb_config_errors_free(&errs);
+    const tb_node_config_t *old = self->cfg;
+    const char *restart[16];
+    size_t nr = 0;
+#define CHANGED_STR(f, name) if (strcmp(old->f, cfg->f) != 0) restart[nr++] = name
+    CHANGED_STR(id, "node.id");
+    CHANGED_STR(admin, "node.admin");
+    CHANGED_STR(signing_key, "keys.signing_key");
+    CHANGED_STR(certificate, "keys.certificate");
+    CHANGED_STR(ca_certificate, "keys.ca_certificate");
+    CHANGED_STR(curve_secret, "keys.curve_secret");
+    CHANGED_STR(curve_public, "keys.curve_public");
+    CHANGED_STR(hub_endpoint, "hub.endpoint");
+    CHANGED_STR(hub_curve_public, "hub.curve_public");
+    CHANGED_STR(pg_conninfo, "postgresql.conninfo");
+    CHANGED_STR(http_listen, "http.listen");
+#undef CHANGED_STR
+    for (size_t i = 0; i < nr; i++)
+        tb_log(TB_LOG_WARN, comp, "reload_needs_restart", "node=%s key=%s", old->id, restart[i]);
+    /* Keep what needs a restart, take the rest. */
+    memcpy(cfg->id, old->id, sizeof cfg->id);
+    memcpy(cfg->admin, old->admin, sizeof cfg->admin);
+    memcpy(cfg->signing_key, old->signing_key, sizeof cfg->signing_key);
+    memcpy(cfg->certificate, old->certificate, sizeof cfg->certificate);
+    memcpy(cfg->ca_certificate, old->ca_certificate, sizeof cfg->ca_certificate);
+    memcpy(cfg->curve_secret, old->curve_secret, sizeof cfg->curve_secret);
+    memcpy(cfg->curve_public, old->curve_public, sizeof cfg->curve_public);
+    memcpy(cfg->hub_endpoint, old->hub_endpoint, sizeof cfg->hub_endpoint);
+    memcpy(cfg->hub_curve_public, old->hub_curve_public, sizeof cfg->hub_curve_public);
+    memcpy(cfg->pg_conninfo, old->pg_conninfo, sizeof cfg->pg_conninfo);
+    memcpy(cfg->http_listen, old->http_listen, sizeof cfg->http_listen);
+    if (self->store &&
+        tb_store_set_routes(self->store, cfg->routes, cfg->route_count, err, errlen) != TB_OK) {
+        tb_node_config_free(cfg);
+        free(cfg);
+        return TB_ERR_DB;
+    }
+    if (self->own_cfg) {
+        tb_node_config_free(self->own_cfg);
+        free(self->own_cfg);
+    }
+    self->own_cfg = cfg;
+    self->cfg = cfg;
+    tb_daemon_log_setup(&cfg->log);
+    self->outbox_dirty = 1;
+    tb_log(TB_LOG_INFO, comp, "config_reloaded", "node=%s routes=%zu restart_needed=%zu", cfg->id,
+           cfg->route_count, nr);
+    return TB_OK;
+}
+
+tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload,
+                  const char *cfg_path)
 {
     uint64_t now = tb_now_ms();
     self->started_ms = self->last_stats_ms = now;
@@ -751,6 +822,12 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop)
     send_hello(self, now);
     self->outbox_dirty = 1;
     while (!*stop) {
+        if (reload && *reload && cfg_path) {
+            *reload = 0;
+            char err[TB_ERRLEN];
+            if (node_reload(self, cfg_path, err, sizeof err) != TB_OK)
+                tb_log(TB_LOG_ERROR, comp, "reload_failed", "node=%s error=\"%s\"", self->cfg->id, err);
+        }
         zmq_pollitem_t items[3] = { { self->dealer, 0, ZMQ_POLLIN, 0 },
                                      { self->admin, 0, self->admin_waiting ? 0 : ZMQ_POLLIN, 0 },
                                      { NULL, -1, ZMQ_POLLIN, 0 } };

@@ -19,9 +19,16 @@ typedef struct node node_t;
  * host, endpoint). cfg must outlive the node. */
 tb_err_t node_new(const tb_node_config_t *cfg, node_t **out, char *err, size_t errlen);
 
-/* Runs until *stop becomes non-zero. Returns TB_OK on a clean stop,
+/* Runs until *stop becomes non-zero; re-reads cfg_path whenever *reload is
+ * set (SIGHUP; may be NULL). Returns TB_OK on a clean stop,
  * TB_ERR_UNAVAILABLE if the hub never answered within the connect timeout. */
-tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop);
+tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload,
+                  const char *cfg_path);
+
+/* Re-reads the configuration file: applies routes, batch.* and log.* now,
+ * and logs which changed settings need a restart (keys, hub, postgresql,
+ * node.id, node.admin, http.listen). Errors leave the running config as is. */
+tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errlen);
 
 void node_destroy(node_t **self);
 

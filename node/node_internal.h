@@ -35,7 +35,8 @@ typedef struct {
 } dir_t;
 
 struct node {
-    const tb_node_config_t *cfg;
+    const tb_node_config_t *cfg;  /* main's, or own_cfg after a reload */
+    tb_node_config_t *own_cfg;
     tb_signer_t *signer;
     tb_cert_t *cert, *ca;
     void *ctx, *dealer;

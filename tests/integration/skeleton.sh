@@ -88,6 +88,17 @@ echo "== the honest nodes still work afterwards"
 fed_psql 110000 -c "INSERT INTO tongban.records(catalog, key, body) VALUES ('people', 'after', '{}')"
 fed_wait_sql 440000 "SELECT count(*) FROM tongban.records WHERE key = 'after'" 1 30 || fail "sync after attacks"
 
+echo "== SIGHUP: the node reloads routes and says what needs a restart"
+sed -i -e '/^routes:/,$d' -e 's|^  endpoint: tcp://127.0.0.1:\([0-9]*\)|  endpoint: tcp://localhost:\1|' "$ROOT/etc/110000.yaml"
+printf 'routes:\n  - catalog: "people"\n    to: ["440000"]\n' >>"$ROOT/etc/110000.yaml"
+"$BUILD/tongban-node" -c "$ROOT/etc/110000.yaml" --check-config >/dev/null || { cat "$ROOT/etc/110000.yaml"; fail "edited config invalid"; }
+kill -HUP "$(fed_pid 110000)"
+fed_wait_log "$ROOT/log/110000.log" 'event=config_reloaded node=110000 routes=1 restart_needed=1' 10 || fail "node did not reload"
+grep -q 'event=reload_needs_restart node=110000 key=hub.endpoint' "$ROOT/log/110000.log" || fail "restart-only change not reported"
+fed_psql 110000 -c "INSERT INTO tongban.records(catalog, key, body) VALUES ('unrouted', 'u1', '{}'), ('people', 'after-hup', '{}')"
+fed_wait_sql 440000 "SELECT count(*) FROM tongban.records WHERE key = 'after-hup'" 1 30 || fail "routed catalog after reload"
+[ "$(fed_psql 440000 -c "SELECT count(*) FROM tongban.records WHERE catalog = 'unrouted'")" = 0 ] || fail "catalog no longer routed was sent"
+
 echo "== SIGTERM stops everything cleanly"
 for n in 110000 440000 hub; do
   pid=$(fed_pid $n); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
