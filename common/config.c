@@ -197,6 +197,25 @@ static int valid_http_listen(const char *s)
     return tb_config_parse_http_listen(s, NULL, 0, NULL);
 }
 
+int tb_config_loopback_host(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!host) return 0;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) != 1) return 0;
+    if (IN6_IS_ADDR_LOOPBACK(&a6)) return 1;
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
+/* http.token: it travels in a header, a URL and a cookie, so only
+ * characters that need no escaping anywhere; long enough not to be guessed. */
+static int valid_http_token(const char *s)
+{
+    size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-");
+    return n >= 16 && s[n] == '\0';
+}
+
 /* ---- schema ---- */
 
 typedef enum { F_STRING, F_PATH, F_INT, F_ENUM, F_LIST } ftype_t;
@@ -324,6 +343,10 @@ static const field_t hub_fields[] = {
     INT_FIELD("journal.segment_mb", tb_hub_config_t, segment_mb, 1, 4096, 64),
     INT_FIELD("journal.retention_hours", tb_hub_config_t, retention_hours, 0, 876000, 168),
     HTTP_FIELDS(tb_hub_config_t),
+    { .key = "http.token", .type = F_STRING, AT(tb_hub_config_t, http_token), .check = valid_http_token,
+      .expect = "expected 16 to 256 characters of [A-Za-z0-9._~-] (e.g. openssl rand -hex 32)", .empty_ok = 1 },
+    { .key = "http.tls_cert", .type = F_PATH, AT(tb_hub_config_t, http_tls_cert), .empty_ok = 1 },
+    { .key = "http.tls_key", .type = F_PATH, AT(tb_hub_config_t, http_tls_key), .empty_ok = 1 },
     LOG_FIELDS(tb_hub_config_t),
     { .key = "topics", .type = F_LIST, .off = offsetof(tb_hub_config_t, topics),
       .size = sizeof(tb_hub_topic_config_t), .count_off = offsetof(tb_hub_config_t, topic_count),
@@ -860,6 +883,55 @@ done:
     free(w.secline);
 }
 
+/* ---- rules across keys ---- */
+
+/* The value node of root's "section.key" (NULL: absent); *line gets its
+ * line, else the section's, else 1. */
+static yaml_node_t *find_key(ctx_t *c, yaml_node_t *root, const char *section, const char *key, size_t *line)
+{
+    const char *want[2] = { section, key };
+    yaml_node_t *map = root;
+    *line = 1;
+    for (int d = 0; d < 2; d++) {
+        yaml_node_t *found = NULL;
+        if (!map || map->type != YAML_MAPPING_NODE) return NULL;
+        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+            if (k && k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, want[d]) == 0) {
+                found = yaml_document_get_node(c->doc, p->value);
+                break;
+            }
+        }
+        if (!found) return NULL;
+        *line = line_of(found);
+        map = found;
+    }
+    return map;
+}
+
+/* The hub's HTTP endpoint is never open to other machines by accident: a
+ * listen address other than loopback needs http.token; TLS needs both the
+ * certificate and the key. */
+static void check_hub_http(ctx_t *c, const tb_hub_config_t *cfg, yaml_node_t *root)
+{
+    char host[64];
+    size_t line, tline;
+    yaml_node_t *tok = find_key(c, root, "http", "token", &tline);
+    int bad_token = tok && tok->type == YAML_SCALAR_NODE && tok->data.scalar.length > 0 && !is_null(tok);
+    if (cfg->http_listen[0] && !cfg->http_token[0] && !bad_token &&   /* a bad one is reported already */
+        tb_config_parse_http_listen(cfg->http_listen, host, sizeof host, NULL) && !tb_config_loopback_host(host)) {
+        find_key(c, root, "http", "listen", &line);
+        report(c, line, "http.token",
+               "required when http.listen (%s) is not a loopback address: without it anyone who reaches "
+               "the port reads the federation's status", cfg->http_listen);
+    }
+    if (!cfg->http_tls_cert[0] != !cfg->http_tls_key[0]) {
+        const char *given = cfg->http_tls_cert[0] ? "tls_cert" : "tls_key";
+        find_key(c, root, "http", given, &line);
+        report(c, line, cfg->http_tls_cert[0] ? "http.tls_key" : "http.tls_cert", "required with http.%s", given);
+    }
+}
+
 /* ---- loading ---- */
 
 /* Reads the whole file (at most MAX_FILE_BYTES). Returns 0, or an errno. */
@@ -1030,6 +1102,7 @@ static tb_err_t load(const char *path, const schema_t *s, void *out, size_t size
     }
     visit(&c, 1);                              /* the root is node 1 */
     walk_obj(&c, s, out, root, "", 1, NULL);
+    if (s == &hub_schema) check_hub_http(&c, out, root);
 
     if (!yaml_parser_load(&parser, &doc2)) {
         report_yaml(&c, &parser, buf, len);

@@ -63,6 +63,12 @@ typedef struct {
     char admin[TB_PATH_MAX];              /* hub.admin  admin socket path, default <data_dir>/admin.sock */
     char http_listen[64];                 /* http.listen  /metrics and /healthz: HOST:PORT or PORT
                                              (127.0.0.1), "" = disabled (default)             */
+    char http_token[257];                 /* http.token  access token of every HTTP path but
+                                             /healthz; "" = none (default); required when
+                                             http.listen is not a loopback address            */
+    char http_tls_cert[TB_PATH_MAX];      /* http.tls_cert  PEM certificate (chain): HTTPS; with
+                                             http.tls_key; "" = plain HTTP (default)          */
+    char http_tls_key[TB_PATH_MAX];       /* http.tls_key   PEM private key of http.tls_cert  */
     long segment_mb;                      /* journal.segment_mb 1..4096, default 64            */
     long retention_hours;                 /* journal.retention_hours 0..876000, default 168    */
     tb_log_config_t log;
@@ -124,5 +130,9 @@ int tb_config_valid_endpoint(const char *s);    /* tcp://host:port, port 1..6553
  * host (without brackets; hostlen >= 46) and port if valid, 0 if not. host
  * and port may be NULL to only validate. */
 int tb_config_parse_http_listen(const char *s, char *host, size_t hostlen, int *port);
+
+/* 1 if host (an address as tb_config_parse_http_listen gives it) is a
+ * loopback address (127.0.0.0/8, ::1, ::ffff:127.x.y.z), else 0. */
+int tb_config_loopback_host(const char *host);
 
 #endif

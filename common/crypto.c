@@ -1,4 +1,5 @@
 /* crypto.c -- node signing keys, X.509 certificates and batch signatures (OpenSSL 3 EVP). */
+#include "errbuf.h"
 #include "crypto.h"
 
 #include <errno.h>
@@ -44,21 +45,10 @@ struct tb_cert {
 
 /* ---- error helpers ---- */
 
-/* Writes a formatted line into err (if any). Returns nothing. */
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Copies the first queued OpenSSL reason into buf and clears the queue.
  * Returns buf ("unknown error" when the queue was empty). */
-static const char *ossl_reason(char *buf, size_t len)
+const char *tb_ossl_reason(char *buf, size_t len)
 {
     unsigned long e = ERR_get_error();
     if (e == 0) {
@@ -187,30 +177,30 @@ static tb_err_t read_small_file(const char *path, int secret, char **buf, size_t
     struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return TB_ERR_IO;
     }
     if (fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        tb_seterr(err, errlen, "%s: not a regular file", path);
         goto done;
     }
     if (secret && (st.st_mode & 077)) {
-        seterr(err, errlen, "%s: permissions %04o are too open (must be 0600 or stricter)",
+        tb_seterr(err, errlen, "%s: permissions %04o are too open (must be 0600 or stricter)",
                path, (unsigned)(st.st_mode & 07777));
         rc = TB_ERR_PERM;
         goto done;
     }
     if (st.st_size > MAX_PEM_FILE) {
-        seterr(err, errlen, "%s: file too large (%lld bytes)", path, (long long)st.st_size);
+        tb_seterr(err, errlen, "%s: file too large (%lld bytes)", path, (long long)st.st_size);
         goto done;
     }
     data = malloc((size_t)st.st_size + 1);
     if (!data) {
-        seterr(err, errlen, "%s: out of memory", path);
+        tb_seterr(err, errlen, "%s: out of memory", path);
         rc = TB_ERR_NOMEM;
         goto done;
     }
@@ -218,7 +208,7 @@ static tb_err_t read_small_file(const char *path, int secret, char **buf, size_t
         ssize_t r = read(fd, data + n, (size_t)st.st_size - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            seterr(err, errlen, "%s: %s", path, strerror(errno));
+            tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
             goto done;
         }
         if (r == 0) break;   /* file shrank under us: use what we got */
@@ -262,7 +252,7 @@ tb_err_t tb_signer_load(const char *path, tb_signer_t **out, char *err, size_t e
     char reason[256];
 
     if (!path || !out) {
-        seterr(err, errlen, "tb_signer_load: NULL argument");
+        tb_seterr(err, errlen, "tb_signer_load: NULL argument");
         return TB_ERR_INVALID;
     }
     *out = NULL;
@@ -272,29 +262,29 @@ tb_err_t tb_signer_load(const char *path, tb_signer_t **out, char *err, size_t e
     rc = TB_ERR_CRYPTO;
     bio = BIO_new_mem_buf(data, (int)len);
     if (!bio) {
-        seterr(err, errlen, "%s: %s", path, ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: %s", path, tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
     if (!pkey) {
-        seterr(err, errlen, "%s: not a PEM private key (%s)", path,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: not a PEM private key (%s)", path,
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     const char *what;
     tb_alg_t alg = classify_key(&pkey, EVP_PKEY_KEYPAIR, &what);
     if (alg == TB_ALG_NONE) {
         if (what)
-            seterr(err, errlen, "%s: unsupported key type %s (need ed25519, p256 or sm2)",
+            tb_seterr(err, errlen, "%s: unsupported key type %s (need ed25519, p256 or sm2)",
                    path, what);
         else
-            seterr(err, errlen, "%s: cannot convert SM2 key (%s)", path,
-                   ossl_reason(reason, sizeof reason));
+            tb_seterr(err, errlen, "%s: cannot convert SM2 key (%s)", path,
+                   tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     self = calloc(1, sizeof *self);
     if (!self) {
-        seterr(err, errlen, "%s: out of memory", path);
+        tb_seterr(err, errlen, "%s: out of memory", path);
         rc = TB_ERR_NOMEM;
         goto done;
     }
@@ -346,7 +336,7 @@ tb_err_t tb_signer_sign(tb_signer_t *self, const uint8_t *data, size_t len,
     static const uint8_t empty[1] = { 0 };
 
     if (!self || !sig || !siglen || (!data && len)) {
-        seterr(err, errlen, "tb_signer_sign: NULL argument");
+        tb_seterr(err, errlen, "tb_signer_sign: NULL argument");
         return TB_ERR_INVALID;
     }
     *sig = NULL;
@@ -355,24 +345,24 @@ tb_err_t tb_signer_sign(tb_signer_t *self, const uint8_t *data, size_t len,
 
     mdctx = EVP_MD_CTX_new();
     if (!mdctx || !digest_init(mdctx, self->pkey, self->alg, 1, &pctx)) {
-        seterr(err, errlen, "%s sign init failed: %s", tb_alg_name(self->alg),
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s sign init failed: %s", tb_alg_name(self->alg),
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     if (EVP_DigestSign(mdctx, NULL, &n, data, len) != 1 || n == 0) {
-        seterr(err, errlen, "%s sign failed: %s", tb_alg_name(self->alg),
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s sign failed: %s", tb_alg_name(self->alg),
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     buf = malloc(n);
     if (!buf) {
-        seterr(err, errlen, "%s sign: out of memory", tb_alg_name(self->alg));
+        tb_seterr(err, errlen, "%s sign: out of memory", tb_alg_name(self->alg));
         rc = TB_ERR_NOMEM;
         goto done;
     }
     if (EVP_DigestSign(mdctx, buf, &n, data, len) != 1) {
-        seterr(err, errlen, "%s sign failed: %s", tb_alg_name(self->alg),
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s sign failed: %s", tb_alg_name(self->alg),
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     *sig = buf;
@@ -396,11 +386,11 @@ static char *subject_cn(X509 *x, const char *source, char *err, size_t errlen)
     X509_NAME *name = X509_get_subject_name(x);
     int idx = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
     if (idx < 0) {
-        seterr(err, errlen, "%s: certificate subject has no commonName (node id)", source);
+        tb_seterr(err, errlen, "%s: certificate subject has no commonName (node id)", source);
         return NULL;
     }
     if (X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
-        seterr(err, errlen, "%s: certificate subject has several commonNames", source);
+        tb_seterr(err, errlen, "%s: certificate subject has several commonNames", source);
         return NULL;
     }
     ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
@@ -409,12 +399,12 @@ static char *subject_cn(X509 *x, const char *source, char *err, size_t errlen)
     if (n <= 0 || (size_t)n != strlen((char *)utf8)) {
         ERR_clear_error();
         OPENSSL_free(utf8);
-        seterr(err, errlen, "%s: certificate commonName is empty or malformed", source);
+        tb_seterr(err, errlen, "%s: certificate commonName is empty or malformed", source);
         return NULL;
     }
     char *cn = strdup((char *)utf8);
     OPENSSL_free(utf8);
-    if (!cn) seterr(err, errlen, "%s: out of memory", source);
+    if (!cn) tb_seterr(err, errlen, "%s: out of memory", source);
     return cn;
 }
 
@@ -431,7 +421,7 @@ static tb_err_t cert_wrap(X509 *x, const char *source, tb_cert_t **out, char *er
 
     self = calloc(1, sizeof *self);
     if (!self || !(self->source = strdup(source))) {
-        seterr(err, errlen, "%s: out of memory", source);
+        tb_seterr(err, errlen, "%s: out of memory", source);
         rc = TB_ERR_NOMEM;
         goto fail;
     }
@@ -445,7 +435,7 @@ static tb_err_t cert_wrap(X509 *x, const char *source, tb_cert_t **out, char *er
         if (!id || ASN1_OCTET_STRING_set(id, (const unsigned char *)TB_SM2_ID,
                                          (int)strlen(TB_SM2_ID)) != 1) {
             ASN1_OCTET_STRING_free(id);
-            seterr(err, errlen, "%s: %s", source, ossl_reason(reason, sizeof reason));
+            tb_seterr(err, errlen, "%s: %s", source, tb_ossl_reason(reason, sizeof reason));
             goto fail;
         }
         X509_set0_distinguishing_id(self->x509, id);
@@ -453,19 +443,19 @@ static tb_err_t cert_wrap(X509 *x, const char *source, tb_cert_t **out, char *er
 
     self->pub = X509_get_pubkey(self->x509);   /* new reference */
     if (!self->pub) {
-        seterr(err, errlen, "%s: cannot decode the certificate public key (%s)", source,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: cannot decode the certificate public key (%s)", source,
+               tb_ossl_reason(reason, sizeof reason));
         goto fail;
     }
     const char *what;
     self->alg = classify_key(&self->pub, EVP_PKEY_PUBLIC_KEY, &what);
     if (self->alg == TB_ALG_NONE) {
         if (what)
-            seterr(err, errlen, "%s: unsupported certificate key type %s (need ed25519, p256 or sm2)",
+            tb_seterr(err, errlen, "%s: unsupported certificate key type %s (need ed25519, p256 or sm2)",
                    source, what);
         else
-            seterr(err, errlen, "%s: cannot convert SM2 key (%s)", source,
-                   ossl_reason(reason, sizeof reason));
+            tb_seterr(err, errlen, "%s: cannot convert SM2 key (%s)", source,
+                   tb_ossl_reason(reason, sizeof reason));
         goto fail;
     }
 
@@ -480,8 +470,8 @@ static tb_err_t cert_wrap(X509 *x, const char *source, tb_cert_t **out, char *er
     unsigned int mdlen = 0;
     if (derlen <= 0 || EVP_Digest(der, (size_t)derlen, md, &mdlen, EVP_sha256(), NULL) != 1
         || mdlen != 32) {
-        seterr(err, errlen, "%s: cannot hash certificate (%s)", source,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: cannot hash certificate (%s)", source,
+               tb_ossl_reason(reason, sizeof reason));
         goto fail;
     }
     for (unsigned i = 0; i < 32; i++)
@@ -490,14 +480,14 @@ static tb_err_t cert_wrap(X509 *x, const char *source, tb_cert_t **out, char *er
     BUF_MEM *mem = NULL;
     bio = BIO_new(BIO_s_mem());
     if (!bio || PEM_write_bio_X509(bio, self->x509) != 1) {
-        seterr(err, errlen, "%s: cannot encode certificate (%s)", source,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: cannot encode certificate (%s)", source,
+               tb_ossl_reason(reason, sizeof reason));
         goto fail;
     }
     BIO_get_mem_ptr(bio, &mem);
     self->pem = malloc(mem->length + 1);
     if (!self->pem) {
-        seterr(err, errlen, "%s: out of memory", source);
+        tb_seterr(err, errlen, "%s: out of memory", source);
         rc = TB_ERR_NOMEM;
         goto fail;
     }
@@ -524,19 +514,19 @@ static tb_err_t cert_from_pem(const uint8_t *pem, size_t len, const char *source
 {
     char reason[256];
     if (len > INT_MAX) {
-        seterr(err, errlen, "%s: certificate too large", source);
+        tb_seterr(err, errlen, "%s: certificate too large", source);
         return TB_ERR_INVALID;
     }
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (!bio) {
-        seterr(err, errlen, "%s: %s", source, ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: %s", source, tb_ossl_reason(reason, sizeof reason));
         return TB_ERR_NOMEM;
     }
     X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
     BIO_free(bio);
     if (!x) {
-        seterr(err, errlen, "%s: not a PEM certificate (%s)", source,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: not a PEM certificate (%s)", source,
+               tb_ossl_reason(reason, sizeof reason));
         return TB_ERR_CRYPTO;
     }
     return cert_wrap(x, source, out, err, errlen);
@@ -550,7 +540,7 @@ tb_err_t tb_cert_load_file(const char *path, tb_cert_t **out, char *err, size_t 
     char *data = NULL;
     size_t len = 0;
     if (!path || !out) {
-        seterr(err, errlen, "tb_cert_load_file: NULL argument");
+        tb_seterr(err, errlen, "tb_cert_load_file: NULL argument");
         return TB_ERR_INVALID;
     }
     *out = NULL;
@@ -565,7 +555,7 @@ tb_err_t tb_cert_load_file(const char *path, tb_cert_t **out, char *err, size_t 
 tb_err_t tb_cert_load_pem(const uint8_t *pem, size_t len, tb_cert_t **out, char *err, size_t errlen)
 {
     if (!pem || !out) {
-        seterr(err, errlen, "tb_cert_load_pem: NULL argument");
+        tb_seterr(err, errlen, "tb_cert_load_pem: NULL argument");
         return TB_ERR_INVALID;
     }
     *out = NULL;
@@ -603,28 +593,28 @@ tb_err_t tb_cert_verify_issued_by(tb_cert_t *cert, tb_cert_t *ca, char *err, siz
     char reason[256];
 
     if (!cert || !ca) {
-        seterr(err, errlen, "tb_cert_verify_issued_by: NULL argument");
+        tb_seterr(err, errlen, "tb_cert_verify_issued_by: NULL argument");
         return TB_ERR_INVALID;
     }
     if (X509_check_ca(ca->x509) != 1) {
         ERR_clear_error();
-        seterr(err, errlen, "%s: CA certificate %s is not a CA (basicConstraints CA:TRUE missing)",
+        tb_seterr(err, errlen, "%s: CA certificate %s is not a CA (basicConstraints CA:TRUE missing)",
                ca->source, ca->node_id);
         return TB_ERR_CERT;
     }
     store = X509_STORE_new();
     ctx = X509_STORE_CTX_new();
     if (!store || !ctx || X509_STORE_add_cert(store, ca->x509) != 1) {
-        seterr(err, errlen, "%s: cannot build trust store (%s)", ca->source,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: cannot build trust store (%s)", ca->source,
+               tb_ossl_reason(reason, sizeof reason));
         rc = TB_ERR_CRYPTO;
         goto done;
     }
     /* The given CA is the trust anchor even if it is not self-signed. */
     X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
     if (X509_STORE_CTX_init(ctx, store, cert->x509, NULL) != 1) {
-        seterr(err, errlen, "%s: cannot init verification (%s)", cert->source,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: cannot init verification (%s)", cert->source,
+               tb_ossl_reason(reason, sizeof reason));
         rc = TB_ERR_CRYPTO;
         goto done;
     }
@@ -632,7 +622,7 @@ tb_err_t tb_cert_verify_issued_by(tb_cert_t *cert, tb_cert_t *ca, char *err, siz
         rc = TB_OK;
     } else {
         int e = X509_STORE_CTX_get_error(ctx);
-        seterr(err, errlen, "%s: certificate %s not verified by CA %s: %s", cert->source,
+        tb_seterr(err, errlen, "%s: certificate %s not verified by CA %s: %s", cert->source,
                cert->node_id, ca->node_id, X509_verify_cert_error_string(e));
     }
     ERR_clear_error();
@@ -686,13 +676,13 @@ tb_err_t tb_cert_matches_signer(const tb_cert_t *cert, const tb_signer_t *signer
                                 char *err, size_t errlen)
 {
     if (!cert || !signer) {
-        seterr(err, errlen, "tb_cert_matches_signer: NULL argument");
+        tb_seterr(err, errlen, "tb_cert_matches_signer: NULL argument");
         return TB_ERR_INVALID;
     }
     int eq = cert->alg == signer->alg ? EVP_PKEY_eq(cert->pub, signer->pkey) : 0;
     ERR_clear_error();
     if (eq == 1) return TB_OK;
-    seterr(err, errlen, "%s: certificate %s (%s) does not match the signing key (%s)",
+    tb_seterr(err, errlen, "%s: certificate %s (%s) does not match the signing key (%s)",
            cert->source, cert->node_id, tb_alg_name(cert->alg), tb_alg_name(signer->alg));
     return TB_ERR_CRYPTO;
 }
@@ -708,19 +698,19 @@ tb_err_t tb_cert_verify(const tb_cert_t *self, const uint8_t *data, size_t len,
     static const uint8_t empty[1] = { 0 };
 
     if (!self || (!data && len)) {
-        seterr(err, errlen, "tb_cert_verify: NULL argument");
+        tb_seterr(err, errlen, "tb_cert_verify: NULL argument");
         return TB_ERR_INVALID;
     }
     if (!sig || siglen == 0) {
-        seterr(err, errlen, "bad signature from %s: empty", self->node_id);
+        tb_seterr(err, errlen, "bad signature from %s: empty", self->node_id);
         return TB_ERR_BADSIG;
     }
     if (!data) data = empty;
     EVP_PKEY_CTX *pctx = NULL;
     EVP_MD_CTX *mdctx = EVP_MD_CTX_new();
     if (!mdctx || !digest_init(mdctx, self->pub, self->alg, 0, &pctx)) {
-        seterr(err, errlen, "%s verify init failed for %s: %s", tb_alg_name(self->alg),
-               self->node_id, ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s verify init failed for %s: %s", tb_alg_name(self->alg),
+               self->node_id, tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     /* 1 = valid; 0 = mismatch; < 0 = e.g. a malformed DER signature, which
@@ -731,10 +721,10 @@ tb_err_t tb_cert_verify(const tb_cert_t *self, const uint8_t *data, size_t len,
     } else {
         rc = TB_ERR_BADSIG;
         if (ERR_peek_error())
-            seterr(err, errlen, "bad %s signature from %s (%s)", tb_alg_name(self->alg),
-                   self->node_id, ossl_reason(reason, sizeof reason));
+            tb_seterr(err, errlen, "bad %s signature from %s (%s)", tb_alg_name(self->alg),
+                   self->node_id, tb_ossl_reason(reason, sizeof reason));
         else
-            seterr(err, errlen, "bad %s signature from %s", tb_alg_name(self->alg),
+            tb_seterr(err, errlen, "bad %s signature from %s", tb_alg_name(self->alg),
                    self->node_id);
     }
 done:

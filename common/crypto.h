@@ -23,6 +23,10 @@ typedef enum { TB_ALG_NONE = 0, TB_ALG_ED25519 = 1, TB_ALG_P256 = 2, TB_ALG_SM2 
 tb_alg_t tb_alg_parse(const char *name);
 const char *tb_alg_name(tb_alg_t alg);
 
+/* Copies the first queued OpenSSL reason into buf and clears OpenSSL's
+ * error queue. Returns buf ("unknown error" when the queue was empty). */
+const char *tb_ossl_reason(char *buf, size_t len);
+
 /* ---- private keys ---- */
 typedef struct tb_signer tb_signer_t;
 

@@ -1,4 +1,5 @@
 /* pki.c -- the national CA and node enrolment: keys, certificates, CURVE pairs on disk. */
+#include "errbuf.h"
 #include "pki.h"
 
 #include <errno.h>
@@ -41,33 +42,6 @@ typedef struct {
     int created;
 } outfile_t;
 
-/* Writes a formatted line into err (if any). Returns nothing. */
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* Copies the first queued OpenSSL reason into buf and clears the queue.
- * Returns buf. */
-static const char *ossl_reason(char *buf, size_t len)
-{
-    unsigned long e = ERR_get_error();
-    if (e == 0) {
-        snprintf(buf, len, "unknown error");
-    } else {
-        const char *r = ERR_reason_error_string(e);
-        if (r) snprintf(buf, len, "%s", r);
-        else ERR_error_string_n(e, buf, len);
-    }
-    ERR_clear_error();
-    return buf;
-}
 
 /* Returns 1 if id is 1..64 characters of [A-Za-z0-9_.-], else 0. */
 static int valid_node_id(const char *id)
@@ -108,7 +82,7 @@ static tb_err_t make_dir(const char *dir, char *err, size_t errlen)
     struct stat st;
     size_t n = strlen(dir);
     if (n == 0 || n >= sizeof buf) {
-        seterr(err, errlen, "%s: invalid directory name", dir);
+        tb_seterr(err, errlen, "%s: invalid directory name", dir);
         return TB_ERR_INVALID;
     }
     memcpy(buf, dir, n + 1);
@@ -117,14 +91,14 @@ static tb_err_t make_dir(const char *dir, char *err, size_t errlen)
         char c = *p;
         *p = '\0';
         if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
-            seterr(err, errlen, "%s: cannot create directory: %s", buf, strerror(errno));
+            tb_seterr(err, errlen, "%s: cannot create directory: %s", buf, strerror(errno));
             return TB_ERR_IO;
         }
         *p = c;
         if (c == '\0') break;
     }
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        seterr(err, errlen, "%s: not a directory", dir);
+        tb_seterr(err, errlen, "%s: not a directory", dir);
         return TB_ERR_IO;
     }
     return TB_OK;
@@ -140,10 +114,10 @@ static tb_err_t write_new_file(const char *path, mode_t mode, const void *data, 
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
         if (errno == EEXIST) {
-            seterr(err, errlen, "%s: already exists (refusing to overwrite)", path);
+            tb_seterr(err, errlen, "%s: already exists (refusing to overwrite)", path);
             return TB_ERR_DUPLICATE;
         }
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return TB_ERR_IO;
     }
     const char *p = data;
@@ -161,7 +135,7 @@ static tb_err_t write_new_file(const char *path, mode_t mode, const void *data, 
     }
     return TB_OK;
 fail:
-    seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    tb_seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
     if (fd >= 0) close(fd);
     unlink(path);
     return TB_ERR_IO;
@@ -175,7 +149,7 @@ static tb_err_t write_all(outfile_t *files, size_t n, char *err, size_t errlen)
     struct stat st;
     for (size_t i = 0; i < n; i++) {
         if (lstat(files[i].path, &st) == 0) {
-            seterr(err, errlen, "%s: already exists (refusing to overwrite)", files[i].path);
+            tb_seterr(err, errlen, "%s: already exists (refusing to overwrite)", files[i].path);
             return TB_ERR_DUPLICATE;
         }
     }
@@ -324,7 +298,7 @@ done:
 static tb_err_t check_days(int days, char *err, size_t errlen)
 {
     if (days >= 1 && days <= MAX_DAYS) return TB_OK;
-    seterr(err, errlen, "validity %d days out of range (1..%d)", days, MAX_DAYS);
+    tb_seterr(err, errlen, "validity %d days out of range (1..%d)", days, MAX_DAYS);
     return TB_ERR_INVALID;
 }
 
@@ -332,7 +306,7 @@ static tb_err_t check_days(int days, char *err, size_t errlen)
 static tb_err_t check_alg(tb_alg_t alg, char *err, size_t errlen)
 {
     if (alg == TB_ALG_ED25519 || alg == TB_ALG_P256 || alg == TB_ALG_SM2) return TB_OK;
-    seterr(err, errlen, "unsupported algorithm %d (need ed25519, p256 or sm2)", (int)alg);
+    tb_seterr(err, errlen, "unsupported algorithm %d (need ed25519, p256 or sm2)", (int)alg);
     return TB_ERR_INVALID;
 }
 
@@ -350,11 +324,11 @@ tb_err_t tb_pki_init_ca(const char *dir, const char *name, tb_alg_t alg, int day
     outfile_t files[2];
 
     if (!dir || !*dir) {
-        seterr(err, errlen, "tb_pki_init_ca: no directory given");
+        tb_seterr(err, errlen, "tb_pki_init_ca: no directory given");
         return TB_ERR_INVALID;
     }
     if (!valid_ca_name(name)) {
-        seterr(err, errlen, "invalid CA name (must be non-empty, no control characters)");
+        tb_seterr(err, errlen, "invalid CA name (must be non-empty, no control characters)");
         return TB_ERR_INVALID;
     }
     if ((rc = check_alg(alg, err, errlen)) != TB_OK) return rc;
@@ -363,25 +337,25 @@ tb_err_t tb_pki_init_ca(const char *dir, const char *name, tb_alg_t alg, int day
     memset(files, 0, sizeof files);
     if (join(files[0].path, sizeof files[0].path, dir, "ca.key") != 0
         || join(files[1].path, sizeof files[1].path, dir, "ca.crt") != 0) {
-        seterr(err, errlen, "%s: path too long", dir);
+        tb_seterr(err, errlen, "%s: path too long", dir);
         return TB_ERR_INVALID;
     }
     if ((rc = make_dir(dir, err, errlen)) != TB_OK) return rc;
 
     rc = TB_ERR_CRYPTO;
     if (!(key = keygen(alg))) {
-        seterr(err, errlen, "%s: %s key generation failed: %s", dir, tb_alg_name(alg),
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: %s key generation failed: %s", dir, tb_alg_name(alg),
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     if (!(x = make_cert(name, key, days, NULL, key, alg))) {
-        seterr(err, errlen, "%s: cannot create CA certificate for \"%s\": %s", dir, name,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: cannot create CA certificate for \"%s\": %s", dir, name,
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     if (!(kbio = key_pem(key)) || !(cbio = cert_pem(x))) {
-        seterr(err, errlen, "%s: PEM encoding failed: %s", dir,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: PEM encoding failed: %s", dir,
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     BUF_MEM *km, *cm;
@@ -407,7 +381,7 @@ done:
 static tb_err_t curve_pair(char pub[41], char sec[41], char *err, size_t errlen)
 {
     if (zmq_curve_keypair(pub, sec) != 0) {
-        seterr(err, errlen, "zmq_curve_keypair failed: %s", zmq_strerror(zmq_errno()));
+        tb_seterr(err, errlen, "zmq_curve_keypair failed: %s", zmq_strerror(zmq_errno()));
         return TB_ERR_CRYPTO;
     }
     pub[40] = sec[40] = '\n';
@@ -433,11 +407,11 @@ tb_err_t tb_pki_issue(const char *ca_dir, const char *node_id, tb_alg_t alg, int
     outfile_t files[5];
 
     if (!ca_dir || !out_dir || !*out_dir) {
-        seterr(err, errlen, "tb_pki_issue: missing directory");
+        tb_seterr(err, errlen, "tb_pki_issue: missing directory");
         return TB_ERR_INVALID;
     }
     if (!valid_node_id(node_id)) {
-        seterr(err, errlen, "invalid node id \"%.80s\" (1..64 characters of A-Z a-z 0-9 _ . -)",
+        tb_seterr(err, errlen, "invalid node id \"%.80s\" (1..64 characters of A-Z a-z 0-9 _ . -)",
                node_id ? node_id : "");
         return TB_ERR_INVALID;
     }
@@ -448,37 +422,37 @@ tb_err_t tb_pki_issue(const char *ca_dir, const char *node_id, tb_alg_t alg, int
     static const char *names[5] = { "node.key", "node.crt", "ca.crt", "curve.key", "curve.pub" };
     for (int i = 0; i < 5; i++) {
         if (join(files[i].path, sizeof files[i].path, out_dir, names[i]) != 0) {
-            seterr(err, errlen, "%s: path too long", out_dir);
+            tb_seterr(err, errlen, "%s: path too long", out_dir);
             return TB_ERR_INVALID;
         }
     }
 
     /* the CA: key (permission-checked), certificate, and that they match */
     if (join(path, sizeof path, ca_dir, "ca.key") != 0) {
-        seterr(err, errlen, "%s: path too long", ca_dir);
+        tb_seterr(err, errlen, "%s: path too long", ca_dir);
         return TB_ERR_INVALID;
     }
     if ((rc = tb_signer_load(path, &ca_signer, err, errlen)) != TB_OK) goto done;
     if (join(path, sizeof path, ca_dir, "ca.crt") != 0) {
-        seterr(err, errlen, "%s: path too long", ca_dir);
+        tb_seterr(err, errlen, "%s: path too long", ca_dir);
         rc = TB_ERR_INVALID;
         goto done;
     }
     if ((rc = tb_cert_load_file(path, &ca, err, errlen)) != TB_OK) goto done;
     if ((rc = tb_cert_matches_signer(ca, ca_signer, err, errlen)) != TB_OK) {
-        seterr(err, errlen, "%s: ca.key does not belong to ca.crt", ca_dir);
+        tb_seterr(err, errlen, "%s: ca.key does not belong to ca.crt", ca_dir);
         goto done;
     }
     X509 *cax = tb_cert_x509(ca);
     if (X509_check_ca(cax) != 1) {
         ERR_clear_error();
-        seterr(err, errlen, "%s: not a CA certificate (basicConstraints CA:TRUE missing)", path);
+        tb_seterr(err, errlen, "%s: not a CA certificate (basicConstraints CA:TRUE missing)", path);
         rc = TB_ERR_CERT;
         goto done;
     }
     if (X509_cmp_current_time(X509_get0_notAfter(cax)) <= 0) {
         ERR_clear_error();
-        seterr(err, errlen, "%s: CA certificate has expired", path);
+        tb_seterr(err, errlen, "%s: CA certificate has expired", path);
         rc = TB_ERR_CERT;
         goto done;
     }
@@ -487,19 +461,19 @@ tb_err_t tb_pki_issue(const char *ca_dir, const char *node_id, tb_alg_t alg, int
 
     rc = TB_ERR_CRYPTO;
     if (!(key = keygen(alg))) {
-        seterr(err, errlen, "%s: %s key generation failed: %s", out_dir, tb_alg_name(alg),
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: %s key generation failed: %s", out_dir, tb_alg_name(alg),
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     x = make_cert(node_id, key, days, cax, tb_signer_pkey(ca_signer), tb_signer_alg(ca_signer));
     if (!x) {
-        seterr(err, errlen, "%s: cannot issue certificate for %s: %s", ca_dir, node_id,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: cannot issue certificate for %s: %s", ca_dir, node_id,
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     if (!(kbio = key_pem(key)) || !(cbio = cert_pem(x))) {
-        seterr(err, errlen, "%s: PEM encoding failed: %s", out_dir,
-               ossl_reason(reason, sizeof reason));
+        tb_seterr(err, errlen, "%s: PEM encoding failed: %s", out_dir,
+               tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     BUF_MEM *km, *cm;
@@ -543,13 +517,13 @@ tb_err_t tb_pki_curve_keypair(const char *secret_path, const char *public_path,
     outfile_t files[2];
 
     if (!secret_path || !public_path) {
-        seterr(err, errlen, "tb_pki_curve_keypair: NULL path");
+        tb_seterr(err, errlen, "tb_pki_curve_keypair: NULL path");
         return TB_ERR_INVALID;
     }
     memset(files, 0, sizeof files);
     if (snprintf(files[0].path, sizeof files[0].path, "%s", secret_path) >= PATH_MAX
         || snprintf(files[1].path, sizeof files[1].path, "%s", public_path) >= PATH_MAX) {
-        seterr(err, errlen, "%s: path too long", secret_path);
+        tb_seterr(err, errlen, "%s: path too long", secret_path);
         return TB_ERR_INVALID;
     }
     tb_err_t rc = curve_pair(pub, sec, err, errlen);
@@ -573,24 +547,24 @@ tb_err_t tb_pki_read_z85(const char *path, int is_secret, char out[41], char *er
     uint8_t raw[32];
 
     if (!path || !out) {
-        seterr(err, errlen, "tb_pki_read_z85: NULL argument");
+        tb_seterr(err, errlen, "tb_pki_read_z85: NULL argument");
         return TB_ERR_INVALID;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return TB_ERR_IO;
     }
     if (fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        tb_seterr(err, errlen, "%s: not a regular file", path);
         goto done;
     }
     if (is_secret && (st.st_mode & 077)) {
-        seterr(err, errlen, "%s: permissions %04o are too open (must be 0600 or stricter)",
+        tb_seterr(err, errlen, "%s: permissions %04o are too open (must be 0600 or stricter)",
                path, (unsigned)(st.st_mode & 07777));
         rc = TB_ERR_PERM;
         goto done;
@@ -599,7 +573,7 @@ tb_err_t tb_pki_read_z85(const char *path, int is_secret, char out[41], char *er
         ssize_t r = read(fd, buf + n, sizeof buf - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            seterr(err, errlen, "%s: %s", path, strerror(errno));
+            tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
             goto done;
         }
         if (r == 0) break;
@@ -609,18 +583,18 @@ tb_err_t tb_pki_read_z85(const char *path, int is_secret, char out[41], char *er
     /* exactly 40 characters, optionally followed by "\n" or "\r\n" */
     if (!(n == 40 || (n == 41 && buf[40] == '\n')
           || (n == 42 && buf[40] == '\r' && buf[41] == '\n'))) {
-        seterr(err, errlen, "%s: not a Z85 CURVE key (expected 40 characters and a newline)", path);
+        tb_seterr(err, errlen, "%s: not a Z85 CURVE key (expected 40 characters and a newline)", path);
         goto done;
     }
     for (size_t i = 0; i < 40; i++) {
         if (buf[i] == '\0' || !strchr(z85_alphabet, buf[i])) {
-            seterr(err, errlen, "%s: not a Z85 CURVE key (bad character at offset %zu)", path, i);
+            tb_seterr(err, errlen, "%s: not a Z85 CURVE key (bad character at offset %zu)", path, i);
             goto done;
         }
     }
     buf[40] = '\0';
     if (!zmq_z85_decode(raw, buf)) {
-        seterr(err, errlen, "%s: not a valid Z85 CURVE key", path);
+        tb_seterr(err, errlen, "%s: not a valid Z85 CURVE key", path);
         goto done;
     }
     memcpy(out, buf, 41);

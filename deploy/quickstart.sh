@@ -11,10 +11,17 @@
 #
 # Everything lives in $TB_QUICKSTART_DIR (default /var/tmp/tongban-quickstart).
 # Re-running is safe: a running federation is stopped and started again.
+#
+# Environment:
+#   TB_QUICKSTART_DIR    where everything lives (see above)
+#   TB_QUICKSTART_PORT   the hub's TCP port on 127.0.0.1 (default 7700)
+#   TB_QUICKSTART_BUILD  use the binaries already built in this build
+#                        directory and skip the build step (the tests do)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${TB_QUICKSTART_DIR:-/var/tmp/tongban-quickstart}
-BUILD="$src/build"
+PORT=${TB_QUICKSTART_PORT:-7700}
+BUILD=${TB_QUICKSTART_BUILD:-$src/build}
 cmd=${1:-start}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -40,12 +47,27 @@ case "$cmd" in
   *) echo "usage: $0 [start|status|stop|clean]" >&2; exit 2 ;;
 esac
 
+case "$PORT" in
+  ''|*[!0-9]*) PORT=0 ;;
+esac
+if [ "$PORT" -lt 1 ] || [ "$PORT" -gt 65535 ]; then
+  echo "quickstart: TB_QUICKSTART_PORT must be a port number 1..65535, got \"${TB_QUICKSTART_PORT:-}\"" >&2
+  exit 2
+fi
+
 say "1/5 installing missing Debian packages"
 "$src/deploy/install-deps.sh"
 
-say "2/5 building"
-cmake -S "$src" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" >/dev/null
+if [ -n "${TB_QUICKSTART_BUILD:-}" ]; then
+  say "2/5 using the binaries in $BUILD (TB_QUICKSTART_BUILD; not rebuilt)"
+  for b in tongban-hub tongban-node tbctl; do
+    [ -x "$BUILD/$b" ] || { echo "quickstart: $BUILD/$b not found: build first, or unset TB_QUICKSTART_BUILD" >&2; exit 1; }
+  done
+else
+  say "2/5 building"
+  cmake -S "$src" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$BUILD" -j "$(nproc)" >/dev/null
+fi
 echo "built $("$BUILD/tongban-hub" --version)"
 
 stop_all
@@ -53,7 +75,7 @@ stop_all
 say "3/5 national CA, hub and three nodes, each with its own PostgreSQL"
 fed_setup "$ROOT" "$BUILD"
 rm -f "$ROOT"/log/*.log
-fed_hub 7700
+fed_hub "$PORT"
 fed_node 110000 ed25519 440000 mps      # Beijing shares with Guangdong and the MPS
 fed_node 440000 sm2 110000              # Guangdong signs with SM2/SM3
 fed_node mps p256 110000 440000         # Ministry of Public Security

@@ -10,7 +10,8 @@
  *      before the registry run on the decoded Batch: dedup, FIFO (prev_seq),
  *      destination syntax, entry types and payloads;
  *   3. tongban__frame__unpack of the whole input, every kind walked as the hub
- *      or a node would, and pack(unpack(x)) stable under a second round;
+ *      or a node would, and pack(unpack(x)) stable under a second round
+ *      (for frames without unknown fields: see repack_stable);
  *   4. tb_frame_wrap and tb_frame_deliver round trips of the input as inner
  *      bytes: tb_frame_inner must give back exactly what was wrapped, and a
  *      Deliver decodes iff the input decodes as a SignedBatch.
@@ -21,7 +22,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "dedup.h"

@@ -61,6 +61,7 @@ static void emit_frame(gen_t *g, const char *name, const Tongban__Frame *f)
 #define PACK(type, msg, outp, lenp) do { \
     *(lenp) = tongban__##type##__get_packed_size(msg); \
     *(outp) = malloc(*(lenp) ? *(lenp) : 1); \
+    if (!*(outp)) abort(); \
     tongban__##type##__pack(msg, *(outp)); } while (0)
 
 /* A signed batch of n_up upserts and n_del deletes to dest: *out malloc'ed. */

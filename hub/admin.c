@@ -3,7 +3,8 @@
  *
  * Requests (one text frame): "status" (JSON), "status text" (a table),
  * "revoke NODE", "reload". Replies are one frame: JSON for status, and
- * "ok: ..." / "error: ..." for actions.
+ * "ok: ..." / "error: ..." for actions. The status JSON is the document of
+ * the console's GET /api/status without its "history" (docs/api-status.md).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <sys/time.h>
 #include <zmq.h>
 
+#include "adminsock.h"
 #include "crypto.h"
 #include "hub_internal.h"
 #include "jsonw.h"
@@ -23,22 +25,10 @@ static const char *comp = "hub";
 
 tb_err_t hub_admin_bind(hub_t *self, char *err, size_t errlen)
 {
-    char path[TB_PATH_MAX + 32], ep[TB_PATH_MAX + 48];
+    char path[TB_PATH_MAX + 32];
     if (self->cfg->admin[0]) snprintf(path, sizeof path, "%s", self->cfg->admin);
     else snprintf(path, sizeof path, "%s/admin.sock", self->cfg->data_dir);
-    snprintf(ep, sizeof ep, "ipc://%s", path);
-    self->admin = zmq_socket(self->ctx, ZMQ_REP);
-    int zero = 0;
-    zmq_setsockopt(self->admin, ZMQ_LINGER, &zero, sizeof zero);
-    mode_t old = umask(0077);        /* the socket file is created 0600 */
-    int rc = self->admin ? zmq_bind(self->admin, ep) : -1;
-    umask(old);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot open the admin socket %s: %s", ep, zmq_strerror(errno));
-        return TB_ERR_IO;
-    }
-    chmod(path, 0600);
-    return TB_OK;
+    return tb_admin_bind(self->ctx, path, &self->admin, err, errlen);
 }
 
 static int64_t wall_ms(void)
@@ -48,68 +38,117 @@ static int64_t wall_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void hub_status_write(hub_t *self, jsonw_t *w, int with_history)
+{
+    int64_t now = wall_ms();
+    char why[160];
+    size_t online = 0, revoked = 0, registered = 0;
+    double rate_in = 0, rate_out = 0;
+    for (size_t i = 0; i < self->npeers; i++) {
+        const peer_t *p = &self->peers[i];
+        registered += p->reg != NULL;
+        revoked += p->reg && p->reg->revoked_ms;
+        online += p->online != 0;
+        rate_in += p->rate_in;
+        rate_out += p->rate_out;
+    }
+    int healthy = hub_metrics_health(self, why, sizeof why);
+    jsonw_obj_begin(w, NULL);
+    jsonw_u64(w, "schema_version", HUB_STATUS_SCHEMA_VERSION);
+    jsonw_str(w, "hub", self->cfg->id);
+    jsonw_str(w, "version", TB_VERSION_STRING);
+    jsonw_i64(w, "time_unix_ms", now);
+    jsonw_u64(w, "uptime_s", (tb_now_ms() - self->started_ms) / 1000);
+    jsonw_bool(w, "healthy", healthy);
+    jsonw_str(w, "health_reason", why);
+    jsonw_obj_begin(w, "ha");            /* one hub until high availability exists */
+    jsonw_str(w, "mode", "single");
+    jsonw_str(w, "active", self->cfg->id);
+    jsonw_arr_begin(w, "hubs");
+    jsonw_obj_begin(w, NULL);
+    jsonw_str(w, "id", self->cfg->id);
+    jsonw_str(w, "role", "active");
+    jsonw_obj_end(w);
+    jsonw_arr_end(w);
+    jsonw_obj_end(w);
+    jsonw_obj_begin(w, "summary");
+    jsonw_u64(w, "nodes", self->npeers);
+    jsonw_u64(w, "registered", registered);
+    jsonw_u64(w, "online", online);
+    jsonw_u64(w, "revoked", revoked);
+    jsonw_dbl(w, "records_in_per_s", rate_in);
+    jsonw_dbl(w, "batches_out_per_s", rate_out);
+    jsonw_obj_end(w);
+    jsonw_obj_begin(w, "journal");
+    jsonw_u64(w, "bytes", journal_bytes(self->journal));
+    jsonw_u64(w, "segments", journal_segments(self->journal));
+    jsonw_u64(w, "last_seq", journal_last_seq(self->journal));
+    jsonw_u64(w, "durable_seq", journal_durable_seq(self->journal));
+    jsonw_bool(w, "storage_failed", self->storage_failed);
+    jsonw_obj_end(w);
+    jsonw_obj_begin(w, "totals");
+    jsonw_u64(w, "batches_in", self->stats.batches_in);
+    jsonw_u64(w, "records_in", self->stats.records_in);
+    jsonw_u64(w, "batches_out", self->stats.batches_out);
+    jsonw_u64(w, "acks_out", self->stats.acks_out);
+    jsonw_u64(w, "duplicates", self->stats.duplicates);
+    jsonw_u64(w, "syncs", self->stats.syncs);
+    jsonw_u64(w, "zap_denied", self->stats.zap_denied);
+    jsonw_u64(w, "malformed_frames", self->stats.malformed_frames);
+    jsonw_obj_end(w);
+    jsonw_obj_begin(w, "rejected");
+    for (int r = 1; r < 16; r++) {
+        const char *name = tb_nack_reason_name((Tongban__NackReason)r);
+        if (strcmp(name, "unspecified") != 0) jsonw_u64(w, name, self->stats.rejected[r]);
+    }
+    jsonw_obj_end(w);
+    jsonw_arr_begin(w, "nodes");
+    uint64_t last = journal_last_seq(self->journal);
+    for (size_t i = 0; i < self->npeers; i++) {
+        const peer_t *p = &self->peers[i];
+        int is_revoked = p->reg && p->reg->revoked_ms;
+        jsonw_obj_begin(w, NULL);
+        jsonw_str(w, "id", p->id);
+        jsonw_bool(w, "registered", p->reg != NULL);
+        jsonw_bool(w, "online", p->online);
+        jsonw_bool(w, "revoked", is_revoked);
+        jsonw_str(w, "state", !p->reg ? "removed" : is_revoked ? "revoked" : p->online ? "online" : "offline");
+        if (p->last_seen_wall_ms) jsonw_i64(w, "last_seen_ms_ago", now - p->last_seen_wall_ms);
+        else jsonw_i64(w, "last_seen_ms_ago", -1);
+        jsonw_i64(w, "last_seen_unix_ms", p->last_seen_wall_ms);
+        jsonw_u64(w, "cursor", p->cursor);
+        jsonw_u64(w, "lag_hub_seq", last > p->cursor ? last - p->cursor : 0);
+        jsonw_u64(w, "backlog_batches", p->backlog_batches);
+        jsonw_u64(w, "backlog_bytes", p->backlog_bytes);
+        jsonw_u64(w, "in_flight", p->ninflight);
+        jsonw_u64(w, "batches_in", p->batches_in);
+        jsonw_u64(w, "records_in", p->records_in);
+        jsonw_u64(w, "batches_out", p->batches_out);
+        jsonw_u64(w, "bytes_out", p->bytes_out);
+        jsonw_u64(w, "rejected", p->rejected);
+        jsonw_obj_begin(w, "rejected_by_reason");      /* the reasons that occurred */
+        for (int r = 1; r < 16; r++)
+            if (p->rejected_by[r]) jsonw_u64(w, tb_nack_reason_name((Tongban__NackReason)r), p->rejected_by[r]);
+        jsonw_obj_end(w);
+        jsonw_dbl(w, "records_in_per_s", p->rate_in);
+        jsonw_dbl(w, "batches_out_per_s", p->rate_out);
+        if (p->reg) jsonw_i64(w, "cert_days_left", tb_cert_days_left(p->reg->cert));
+        hub_console_node_json(self, i, now, w);
+        jsonw_arr_begin(w, "subscribe");
+        for (size_t k = 0; p->reg && k < p->reg->nsubs; k++) jsonw_str(w, NULL, p->reg->subs[k]);
+        jsonw_arr_end(w);
+        jsonw_obj_end(w);
+    }
+    jsonw_arr_end(w);
+    if (with_history) hub_console_history_json(self, w);
+    jsonw_obj_end(w);
+}
+
 static char *status_json(hub_t *self)
 {
     jsonw_t w;
     jsonw_init(&w);
-    int64_t now = wall_ms();
-    jsonw_obj_begin(&w, NULL);
-    jsonw_str(&w, "hub", self->cfg->id);
-    jsonw_str(&w, "version", TB_VERSION_STRING);
-    jsonw_u64(&w, "uptime_s", (tb_now_ms() - self->started_ms) / 1000);
-    jsonw_obj_begin(&w, "journal");
-    jsonw_u64(&w, "bytes", journal_bytes(self->journal));
-    jsonw_u64(&w, "segments", journal_segments(self->journal));
-    jsonw_u64(&w, "last_seq", journal_last_seq(self->journal));
-    jsonw_u64(&w, "durable_seq", journal_durable_seq(self->journal));
-    jsonw_bool(&w, "storage_failed", self->storage_failed);
-    jsonw_obj_end(&w);
-    jsonw_obj_begin(&w, "totals");
-    jsonw_u64(&w, "batches_in", self->stats.batches_in);
-    jsonw_u64(&w, "records_in", self->stats.records_in);
-    jsonw_u64(&w, "batches_out", self->stats.batches_out);
-    jsonw_u64(&w, "acks_out", self->stats.acks_out);
-    jsonw_u64(&w, "duplicates", self->stats.duplicates);
-    jsonw_u64(&w, "syncs", self->stats.syncs);
-    jsonw_u64(&w, "zap_denied", self->stats.zap_denied);
-    jsonw_u64(&w, "malformed_frames", self->stats.malformed_frames);
-    jsonw_obj_end(&w);
-    jsonw_obj_begin(&w, "rejected");
-    for (int r = 1; r < 16; r++) {
-        const char *name = tb_nack_reason_name((Tongban__NackReason)r);
-        if (strcmp(name, "unspecified") != 0) jsonw_u64(&w, name, self->stats.rejected[r]);
-    }
-    jsonw_obj_end(&w);
-    jsonw_arr_begin(&w, "nodes");
-    uint64_t last = journal_last_seq(self->journal);
-    for (size_t i = 0; i < self->npeers; i++) {
-        const peer_t *p = &self->peers[i];
-        jsonw_obj_begin(&w, NULL);
-        jsonw_str(&w, "id", p->id);
-        jsonw_bool(&w, "registered", p->reg != NULL);
-        jsonw_bool(&w, "online", p->online);
-        jsonw_bool(&w, "revoked", p->reg && p->reg->revoked_ms);
-        if (p->last_seen_wall_ms) jsonw_i64(&w, "last_seen_ms_ago", now - p->last_seen_wall_ms);
-        else jsonw_i64(&w, "last_seen_ms_ago", -1);
-        jsonw_u64(&w, "cursor", p->cursor);
-        jsonw_u64(&w, "lag_hub_seq", last > p->cursor ? last - p->cursor : 0);
-        jsonw_u64(&w, "backlog_batches", p->backlog_batches);
-        jsonw_u64(&w, "backlog_bytes", p->backlog_bytes);
-        jsonw_u64(&w, "in_flight", p->ninflight);
-        jsonw_u64(&w, "batches_in", p->batches_in);
-        jsonw_u64(&w, "records_in", p->records_in);
-        jsonw_u64(&w, "batches_out", p->batches_out);
-        jsonw_u64(&w, "rejected", p->rejected);
-        jsonw_dbl(&w, "records_in_per_s", p->rate_in);
-        jsonw_dbl(&w, "batches_out_per_s", p->rate_out);
-        if (p->reg) jsonw_i64(&w, "cert_days_left", tb_cert_days_left(p->reg->cert));
-        jsonw_arr_begin(&w, "subscribe");
-        for (size_t k = 0; p->reg && k < p->reg->nsubs; k++) jsonw_str(&w, NULL, p->reg->subs[k]);
-        jsonw_arr_end(&w);
-        jsonw_obj_end(&w);
-    }
-    jsonw_arr_end(&w);
-    jsonw_obj_end(&w);
+    hub_status_write(self, &w, 0);
     return jsonw_take(&w);
 }
 
@@ -154,18 +193,7 @@ static char *status_text(hub_t *self)
 void hub_admin_handle(hub_t *self)
 {
     char req[256], err[TB_ERRLEN], reply[TB_ERRLEN + 64];
-    int n = zmq_recv(self->admin, req, sizeof req - 1, ZMQ_DONTWAIT);
-    if (n < 0) return;
-    if (n > (int)sizeof req - 1) n = (int)sizeof req - 1;
-    req[n] = '\0';
-    int more = 0;
-    size_t ml = sizeof more;
-    zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
-    while (more) {      /* a request is one frame: drop the rest */
-        char junk[64];
-        zmq_recv(self->admin, junk, sizeof junk, 0);
-        zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
-    }
+    if (tb_admin_recv(self->admin, req, sizeof req) != 0) return;
     char *out = NULL;
     if (strcmp(req, "status") == 0) {
         out = status_json(self);

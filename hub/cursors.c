@@ -1,4 +1,5 @@
 /* cursors.c -- per-destination delivery cursors, saved atomically to one checksummed text file. */
+#include "errbuf.h"
 #include "cursors.h"
 
 #include <errno.h>
@@ -29,17 +30,6 @@ struct cursors {
     int dirty;
 };
 
-/* Writes a formatted line into err (if any). Returns nothing. */
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Returns the CRC32C of p[0..n) (ISA-L's crc32_iscsi neither pre- nor
  * post-inverts, hence the two XORs; "123456789" gives 0xE3069283). */
@@ -140,18 +130,18 @@ static tb_err_t parse(cursors_t *self, const char *buf, size_t len, char *err, s
         const char *nl = memchr(line, '\n', len - pos);
         lineno++;
         if (!nl) {
-            seterr(err, errlen, "%s: line %zu: truncated (no newline at the end): cursors file damaged",
+            tb_seterr(err, errlen, "%s: line %zu: truncated (no newline at the end): cursors file damaged",
                    path, lineno);
             return TB_ERR_PROTO;
         }
         size_t ll = (size_t)(nl - line);
         if (ended) {
-            seterr(err, errlen, "%s: line %zu: data after the end line: cursors file damaged", path, lineno);
+            tb_seterr(err, errlen, "%s: line %zu: data after the end line: cursors file damaged", path, lineno);
             return TB_ERR_PROTO;
         }
         if (lineno == 1) {
             if (ll != strlen(HEADER) || memcmp(line, HEADER, ll) != 0) {
-                seterr(err, errlen, "%s: line 1: not a cursors file (expected \"" HEADER "\")", path);
+                tb_seterr(err, errlen, "%s: line 1: not a cursors file (expected \"" HEADER "\")", path);
                 return TB_ERR_PROTO;
             }
             pos += ll + 1;
@@ -161,7 +151,7 @@ static tb_err_t parse(cursors_t *self, const char *buf, size_t len, char *err, s
         const char *sp1 = memchr(line, ' ', ll);
         const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(nl - sp1 - 1)) : NULL;
         if (!sp1 || !sp2 || memchr(sp2 + 1, ' ', (size_t)(nl - sp2 - 1))) {
-            seterr(err, errlen, "%s: line %zu: expected \"<id> <hub_seq> <crc32c>\": cursors file damaged",
+            tb_seterr(err, errlen, "%s: line %zu: expected \"<id> <hub_seq> <crc32c>\": cursors file damaged",
                    path, lineno);
             return TB_ERR_PROTO;
         }
@@ -169,17 +159,17 @@ static tb_err_t parse(cursors_t *self, const char *buf, size_t len, char *err, s
         uint64_t num;
         uint32_t crc;
         if (parse_u64(sp1 + 1, f2, &num) < 0 || parse_hex32(sp2 + 1, f3, &crc) < 0) {
-            seterr(err, errlen, "%s: line %zu: bad number: cursors file damaged", path, lineno);
+            tb_seterr(err, errlen, "%s: line %zu: bad number: cursors file damaged", path, lineno);
             return TB_ERR_PROTO;
         }
         if (f1 == 3 && memcmp(line, "end", 3) == 0) {
             if (crc != crc32c(buf, pos)) {
-                seterr(err, errlen, "%s: line %zu: checksum of the file does not match: cursors file damaged",
+                tb_seterr(err, errlen, "%s: line %zu: checksum of the file does not match: cursors file damaged",
                        path, lineno);
                 return TB_ERR_PROTO;
             }
             if (num != self->n) {
-                seterr(err, errlen, "%s: line %zu: end line says %" PRIu64 " cursors, found %zu:"
+                tb_seterr(err, errlen, "%s: line %zu: end line says %" PRIu64 " cursors, found %zu:"
                        " cursors file damaged", path, lineno, num, self->n);
                 return TB_ERR_PROTO;
             }
@@ -188,11 +178,11 @@ static tb_err_t parse(cursors_t *self, const char *buf, size_t len, char *err, s
             continue;
         }
         if (crc != crc32c(line, (size_t)(sp2 - line))) {
-            seterr(err, errlen, "%s: line %zu: checksum mismatch: cursors file damaged", path, lineno);
+            tb_seterr(err, errlen, "%s: line %zu: checksum mismatch: cursors file damaged", path, lineno);
             return TB_ERR_PROTO;
         }
         if (!id_ok(line, f1)) {
-            seterr(err, errlen, "%s: line %zu: bad id: cursors file damaged", path, lineno);
+            tb_seterr(err, errlen, "%s: line %zu: bad id: cursors file damaged", path, lineno);
             return TB_ERR_PROTO;
         }
         char id[CURSORS_MAX_ID + 1];
@@ -201,17 +191,17 @@ static tb_err_t parse(cursors_t *self, const char *buf, size_t len, char *err, s
         int found;
         size_t at = find(self, id, &found);
         if (found) {
-            seterr(err, errlen, "%s: line %zu: duplicate id %s: cursors file damaged", path, lineno, id);
+            tb_seterr(err, errlen, "%s: line %zu: duplicate id %s: cursors file damaged", path, lineno, id);
             return TB_ERR_PROTO;
         }
         if (insert_at(self, at, id, f1, num) < 0) {
-            seterr(err, errlen, "%s: out of memory", path);
+            tb_seterr(err, errlen, "%s: out of memory", path);
             return TB_ERR_NOMEM;
         }
         pos += ll + 1;
     }
     if (!ended) {
-        seterr(err, errlen, "%s: line %zu: no end line (file truncated): cursors file damaged", path, lineno + 1);
+        tb_seterr(err, errlen, "%s: line %zu: no end line (file truncated): cursors file damaged", path, lineno + 1);
         return TB_ERR_PROTO;
     }
     return TB_OK;
@@ -225,37 +215,37 @@ tb_err_t cursors_open(const char *path, cursors_t **out, char *err, size_t errle
     tb_err_t rc = TB_OK;
     struct stat st;
     if (!path || !*path || !out) {
-        seterr(err, errlen, "cursors_open: no path");
+        tb_seterr(err, errlen, "cursors_open: no path");
         return TB_ERR_INVALID;
     }
     *out = NULL;
     self = calloc(1, sizeof *self);
     if (!self || !(self->path = strdup(path))) {
-        seterr(err, errlen, "%s: out of memory", path);
+        tb_seterr(err, errlen, "%s: out of memory", path);
         rc = TB_ERR_NOMEM;
         goto done;
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) goto done;  /* no cursors yet */
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     if (fstat(fd, &st) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     if (st.st_size > MAX_FILE) {
-        seterr(err, errlen, "%s: %lld bytes is too big for a cursors file", path, (long long)st.st_size);
+        tb_seterr(err, errlen, "%s: %lld bytes is too big for a cursors file", path, (long long)st.st_size);
         rc = TB_ERR_PROTO;
         goto done;
     }
     size_t len = (size_t)st.st_size, got = 0;
     buf = malloc(len + 1);
     if (!buf) {
-        seterr(err, errlen, "%s: out of memory", path);
+        tb_seterr(err, errlen, "%s: out of memory", path);
         rc = TB_ERR_NOMEM;
         goto done;
     }
@@ -263,7 +253,7 @@ tb_err_t cursors_open(const char *path, cursors_t **out, char *err, size_t errle
         ssize_t r = read(fd, buf + got, len - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            seterr(err, errlen, "%s: %s", path, r < 0 ? strerror(errno) : "file shrank while reading");
+            tb_seterr(err, errlen, "%s: %s", path, r < 0 ? strerror(errno) : "file shrank while reading");
             rc = TB_ERR_IO;
             goto done;
         }
@@ -354,7 +344,7 @@ tb_err_t cursors_save(cursors_t *self, char *err, size_t errlen)
     if (!self) return TB_ERR_INVALID;
     if (!self->dirty) return TB_OK;
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", self->path) >= sizeof tmp) {
-        seterr(err, errlen, "%s: path too long", self->path);
+        tb_seterr(err, errlen, "%s: path too long", self->path);
         return TB_ERR_INVALID;
     }
     if (bprintf(&buf, &len, &cap, HEADER "\n") < 0) goto nomem;
@@ -369,7 +359,7 @@ tb_err_t cursors_save(cursors_t *self, char *err, size_t errlen)
 
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
@@ -377,39 +367,39 @@ tb_err_t cursors_save(cursors_t *self, char *err, size_t errlen)
         ssize_t w = write(fd, buf + off, len - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            seterr(err, errlen, "%s: %s", tmp, w < 0 ? strerror(errno) : "short write");
+            tb_seterr(err, errlen, "%s: %s", tmp, w < 0 ? strerror(errno) : "short write");
             rc = TB_ERR_IO;
             goto done;
         }
         off += (size_t)w;
     }
     if (fsync(fd) < 0) {
-        seterr(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
+        tb_seterr(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     int cr = close(fd);
     fd = -1;
     if (cr < 0) {
-        seterr(err, errlen, "%s: close: %s", tmp, strerror(errno));
+        tb_seterr(err, errlen, "%s: close: %s", tmp, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     if (rename(tmp, self->path) < 0) {
-        seterr(err, errlen, "%s: rename from %s: %s", self->path, tmp, strerror(errno));
+        tb_seterr(err, errlen, "%s: rename from %s: %s", self->path, tmp, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     if (fsync_parent(self->path) < 0) {
         /* The new file is in place; only its durability across a crash is unsure. */
-        seterr(err, errlen, "%s: fsync of the directory: %s", self->path, strerror(errno));
+        tb_seterr(err, errlen, "%s: fsync of the directory: %s", self->path, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     self->dirty = 0;
     goto done;
 nomem:
-    seterr(err, errlen, "%s: out of memory", self->path);
+    tb_seterr(err, errlen, "%s: out of memory", self->path);
     rc = TB_ERR_NOMEM;
 done:
     if (fd >= 0) close(fd);

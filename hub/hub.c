@@ -277,6 +277,7 @@ static void send_nack(hub_t *self, peer_t *p, uint64_t seq, Tongban__NackReason 
     f.nack = &nack;
     send_to(self, p, &f);
     if ((unsigned)reason < 16) self->stats.rejected[reason]++;
+    if ((unsigned)reason < 16) p->rejected_by[reason]++;
     p->rejected++;
 }
 
@@ -418,6 +419,13 @@ static void on_hello(hub_t *self, peer_t *p, const Tongban__Hello *h, uint64_t n
         reject(self, p, 0, TONGBAN__NACK_REASON__NACK_WRONG_SENDER, "Hello names another node");
         return;
     }
+    /* Batches the node says a hub acked are done, even if this hub does not
+     * remember them (restored from a backup): do not wait for them. */
+    if (h->acked_seq > dedup_high(p->dedup)) {
+        tb_log(TB_LOG_WARN, comp, "sender_ahead", "node=%s acked_seq=%llu hub_knew=%llu", p->id,
+               (unsigned long long)h->acked_seq, (unsigned long long)dedup_high(p->dedup));
+        dedup_skip(p->dedup, h->acked_seq);
+    }
     Tongban__DirectoryUpdate *dir = build_directory(self);
     if (!dir) return;
     Tongban__Welcome w = TONGBAN__WELCOME__INIT;
@@ -512,7 +520,10 @@ static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
     }
     /* FIFO per sender: a batch is accepted only after its predecessor, so a
      * batch lost in flight (hub crash) cannot be overtaken by later ones. */
-    if (b->prev_seq && b->prev_seq > dedup_high(p->dedup)) {
+    /* With no memory of this sender at all (a new hub data directory, or
+     * its old batches collected), there is nothing to order against:
+     * accept, and order from here on. */
+    if (b->prev_seq && dedup_high(p->dedup) != 0 && b->prev_seq > dedup_high(p->dedup)) {
         char detail[96];
         snprintf(detail, sizeof detail, "predecessor %llu not accepted yet: resend from %llu",
                  (unsigned long long)b->prev_seq, (unsigned long long)dedup_high(p->dedup) + 1);
@@ -677,6 +688,7 @@ static void on_router(hub_t *self, uint64_t now)
          * or was removed from the registry): nothing on it is served, and
          * it is cut at its first message (p->rid: the last one cut) */
         self->stats.rejected[TONGBAN__NACK_REASON__NACK_REVOKED]++;
+        p->rejected_by[TONGBAN__NACK_REASON__NACK_REVOKED]++;
         p->rejected++;
         if (p->rid_len != zmq_msg_size(&rid) || memcmp(p->rid, zmq_msg_data(&rid), p->rid_len) != 0) {
             tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=revoked action=disconnect", p->id);
@@ -795,9 +807,10 @@ tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
     if ((rc = registry_load(cfg, path, &reg, err, errlen)) != TB_OK) goto fail;
     if (strcmp(cfg->listen, self->cfg->listen) || strcmp(cfg->data_dir, self->cfg->data_dir) ||
         strcmp(cfg->curve_secret, self->cfg->curve_secret) ||
-        cfg->deliver_window != self->cfg->deliver_window || strcmp(cfg->http_listen, self->cfg->http_listen))
+        cfg->deliver_window != self->cfg->deliver_window || strcmp(cfg->http_listen, self->cfg->http_listen) ||
+        strcmp(cfg->http_token, self->cfg->http_token) || strcmp(cfg->http_tls_cert, self->cfg->http_tls_cert))
         tb_log(TB_LOG_WARN, comp, "reload_needs_restart",
-               "detail=\"hub.listen, hub.data_dir, hub.curve_secret, limits.deliver_window and http.listen take effect after a restart\"");
+               "detail=\"hub.listen, hub.data_dir, hub.curve_secret, limits.deliver_window and http.* take effect after a restart\"");
     peer_t *peers = realloc(self->peers, (self->npeers + reg->n) * sizeof *peers);
     if (!peers) { rc = TB_ERR_NOMEM; goto fail; }
     self->peers = peers;
@@ -839,6 +852,7 @@ fail:
 static void on_timer(hub_t *self, uint64_t now)
 {
     char err[TB_ERRLEN];
+    hub_console_tick(self, now);         /* the console's history and node trends */
     hub_metrics_tick(self);              /* the /metrics and /healthz snapshot, when due */
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = &self->peers[i];

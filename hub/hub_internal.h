@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "console.h"
 #include "cursors.h"
 #include "dedup.h"
 #include "httpd.h"
@@ -47,6 +48,7 @@ typedef struct {
     /* counters */
     uint64_t batches_in, records_in, batches_out, bytes_out, acks_in;
     uint64_t rejected;
+    uint64_t rejected_by[16];               /* by Tongban__NackReason */
     uint64_t rate_mark_in, rate_mark_out;   /* records_in / batches_out at the last rate tick */
     double rate_in, rate_out;               /* per second, over the last tick */
 } peer_t;
@@ -75,19 +77,24 @@ struct hub {
     hub_stats_t stats;
     tb_metrics_t *metrics;        /* metrics_hub.c; NULL until the first render */
     tb_httpd_t *httpd;            /* /metrics and /healthz; NULL when http.listen is empty */
+    hub_console_t *console;       /* console.c: history and node trends; NULL until the first tick */
 };
 
 /* admin.c: binds the admin socket (ipc, mode 0600). */
 tb_err_t hub_admin_bind(hub_t *self, char *err, size_t errlen);
 /* admin.c: answers one request waiting on the admin socket. */
 void hub_admin_handle(hub_t *self);
+/* admin.c: writes the status object (docs/api-status.md) into w; with
+ * with_history the console's "history" too (GET /api/status). */
+void hub_status_write(hub_t *self, jsonw_t *w, int with_history);
 /* metrics_hub.c: serves /metrics and /healthz when http.listen is set
  * (nothing to do otherwise). Returns TB_OK or the error (err filled). */
 tb_err_t hub_metrics_start(hub_t *self, char *err, size_t errlen);
 /* metrics_hub.c: from the timer: publishes a fresh snapshot to the HTTP
  * endpoint when one is due (cheap when none is). */
 void hub_metrics_tick(hub_t *self);
-/* metrics_hub.c: stops the HTTP endpoint and frees the registry. */
+/* metrics_hub.c: stops the HTTP endpoint, frees the registry and the
+ * console's state. */
 void hub_metrics_stop(hub_t *self);
 /* metrics_hub.c: the hub's metrics as Prometheus text (*text malloc'd).
  * Returns TB_OK or TB_ERR_NOMEM. */

@@ -51,6 +51,7 @@
  * interrupted gc leaves segments whose records are all <= the anchor, which
  * the next open verifies against the anchor and then removes.
  */
+#include "errbuf.h"
 #include "journal.h"
 
 #include <dirent.h>
@@ -190,17 +191,6 @@ static const uint8_t zero_hash[HASH_LEN];
 
 /* ---- small helpers ---- */
 
-/* Writes a formatted line into err (if any). Returns nothing. */
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
@@ -410,7 +400,7 @@ static int seg_fd(journal_t *j, seg_t *s, char *err, size_t errlen)
     if (j->open_fds >= MAX_OPEN_FDS) evict_one(j);
     int fd = open(seg_path(j, s->first_seq, path, sizeof path), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     s->fd = fd;
@@ -445,13 +435,13 @@ static tb_err_t seg_create(journal_t *j, uint64_t first, char *err, size_t errle
     char path[PATH_MAX];
     uint8_t hdr[SEG_HDR];
     if (segs_reserve(j, j->nsegs + 1) < 0) {
-        seterr(err, errlen, "%s: out of memory", j->dir);
+        tb_seterr(err, errlen, "%s: out of memory", j->dir);
         return TB_ERR_NOMEM;
     }
     seg_path(j, first, path, sizeof path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create segment: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: cannot create segment: %s", path, strerror(errno));
         return TB_ERR_IO;
     }
     memcpy(hdr, SEG_MAGIC, 4);
@@ -464,7 +454,7 @@ static tb_err_t seg_create(journal_t *j, uint64_t first, char *err, size_t errle
         int e = errno;
         close(fd);
         unlink(path);
-        seterr(err, errlen, "%s: cannot write segment header: %s", path, strerror(e));
+        tb_seterr(err, errlen, "%s: cannot write segment header: %s", path, strerror(e));
         return TB_ERR_IO;
     }
     seg_t *s = &j->segs[j->nsegs++];
@@ -521,14 +511,14 @@ static tb_err_t seg_locate(journal_t *j, seg_t *s, uint64_t seq, uint64_t *out, 
         uint8_t fr[4];
         if (pread_full(fd, fr, sizeof fr, off) < 0) {
             int e = errno;
-            seterr(err, errlen, "%s: offset %" PRIu64 ": %s", seg_path(j, s->first_seq, path, sizeof path),
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": %s", seg_path(j, s->first_seq, path, sizeof path),
                    off, ioerr(e));
             return TB_ERR_IO;
         }
         j->read_bytes += sizeof fr;
         uint32_t len = get32(fr);
         if (len < BODY_MIN || off + FRAME + len > s->size) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": bad record length %" PRIu32 " (record %" PRIu64 ")",
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": bad record length %" PRIu32 " (record %" PRIu64 ")",
                    seg_path(j, s->first_seq, path, sizeof path), off, len, cur);
             return TB_ERR_PROTO;
         }
@@ -555,27 +545,27 @@ static tb_err_t anchor_read(scan_t *sc, char *err, size_t errlen)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return TB_OK;
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return TB_ERR_IO;
     }
     if (fstat(fd, &st) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     if (st.st_size != ANCHOR_LEN) {
-        seterr(err, errlen, "%s: anchor file is %lld bytes, expected %u: journal damaged",
+        tb_seterr(err, errlen, "%s: anchor file is %lld bytes, expected %u: journal damaged",
                path, (long long)st.st_size, ANCHOR_LEN);
         rc = TB_ERR_PROTO;
         goto done;
     }
     if (pread_full(fd, a, ANCHOR_LEN, 0) < 0) {
-        seterr(err, errlen, "%s: %s", path, ioerr(errno));
+        tb_seterr(err, errlen, "%s: %s", path, ioerr(errno));
         rc = TB_ERR_IO;
         goto done;
     }
     if (memcmp(a, ANCHOR_MAGIC, 4) != 0 || get32(a + 4) != ANCHOR_VERSION || crc32c(a, 48) != get32(a + 48)) {
-        seterr(err, errlen, "%s: bad anchor file (magic, version or CRC): journal damaged", path);
+        tb_seterr(err, errlen, "%s: bad anchor file (magic, version or CRC): journal damaged", path);
         rc = TB_ERR_PROTO;
         goto done;
     }
@@ -583,7 +573,7 @@ static tb_err_t anchor_read(scan_t *sc, char *err, size_t errlen)
     sc->anchor_seq = get64(a + 8);
     memcpy(sc->anchor_hash, a + 16, HASH_LEN);
     if (sc->anchor_seq == 0) {
-        seterr(err, errlen, "%s: anchor names hub_seq 0: journal damaged", path);
+        tb_seterr(err, errlen, "%s: anchor names hub_seq 0: journal damaged", path);
         rc = TB_ERR_PROTO;
     }
 done:
@@ -605,19 +595,19 @@ static tb_err_t anchor_write(journal_t *j, uint64_t seq, const uint8_t hash[HASH
     snprintf(path, sizeof path, "%s/" ANCHOR_NAME, j->dir);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
         return TB_ERR_IO;
     }
     struct iovec iov = { a, ANCHOR_LEN };
     if (pwritev_all(fd, &iov, 1, 0) < 0 || fsync(fd) < 0) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         return TB_ERR_IO;
     }
     close(fd);
     if (rename(tmp, path) < 0 || fsync(j->dirfd) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         unlink(tmp);
         return TB_ERR_IO;
     }
@@ -702,25 +692,25 @@ static tb_err_t check_chain(scan_t *sc, const char *path, uint64_t off, const ui
     if (p->seq == first_kept) {
         const uint8_t *want = sc->have_anchor ? sc->anchor_hash : zero_hash;
         if (memcmp(p->prev, want, HASH_LEN) != 0) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": hash chain broken at record %" PRIu64
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": hash chain broken at record %" PRIu64
                    ": prev_hash does not match %s: journal damaged or tampered with", path, off, p->seq,
                    sc->have_anchor ? "the anchor file" : "the zero hash of the first record");
             return TB_ERR_PROTO;
         }
     } else if (verify && sc->have_prev && memcmp(p->prev, sc->prev, HASH_LEN) != 0) {
-        seterr(err, errlen, "%s: offset %" PRIu64 ": hash chain broken at record %" PRIu64
+        tb_seterr(err, errlen, "%s: offset %" PRIu64 ": hash chain broken at record %" PRIu64
                ": prev_hash is not the SHA-256 of record %" PRIu64 ": journal damaged or tampered with",
                path, off, p->seq, p->seq - 1);
         return TB_ERR_PROTO;
     }
     if (verify || (sc->have_anchor && p->seq == sc->anchor_seq)) {
         if (sha256_2(sc->j, body, len, NULL, 0, sc->prev) < 0) {
-            seterr(err, errlen, "%s: SHA-256 failed", path);
+            tb_seterr(err, errlen, "%s: SHA-256 failed", path);
             return TB_ERR_CRYPTO;
         }
         sc->have_prev = 1;
         if (sc->have_anchor && p->seq == sc->anchor_seq && memcmp(sc->prev, sc->anchor_hash, HASH_LEN) != 0) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": hash chain broken: record %" PRIu64
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": hash chain broken: record %" PRIu64
                    " does not hash to the anchor file's hash: journal damaged or tampered with",
                    path, off, p->seq);
             return TB_ERR_PROTO;
@@ -734,7 +724,7 @@ static tb_err_t truncate_tail(const char *path, uint64_t off, char *err, size_t 
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
-        seterr(err, errlen, "%s: cannot cut the torn tail at offset %" PRIu64 ": %s", path, off, strerror(errno));
+        tb_seterr(err, errlen, "%s: cannot cut the torn tail at offset %" PRIu64 ": %s", path, off, strerror(errno));
         if (fd >= 0) close(fd);
         return TB_ERR_IO;
     }
@@ -749,38 +739,38 @@ static tb_err_t check_header(scan_t *sc, size_t i, int fd, const char *path, cha
     seg_t *s = &sc->j->segs[i];
     uint8_t hdr[SEG_HDR];
     if (pread_full(fd, hdr, SEG_HDR, 0) < 0) {
-        seterr(err, errlen, "%s: %s", path, ioerr(errno));
+        tb_seterr(err, errlen, "%s: %s", path, ioerr(errno));
         return TB_ERR_IO;
     }
     if (memcmp(hdr, SEG_MAGIC, 4) != 0) {
-        seterr(err, errlen, "%s: offset 0: bad segment header (magic is not " SEG_MAGIC "): journal damaged", path);
+        tb_seterr(err, errlen, "%s: offset 0: bad segment header (magic is not " SEG_MAGIC "): journal damaged", path);
         return TB_ERR_PROTO;
     }
     if (crc32c(hdr, 20) != get32(hdr + 20)) {
-        seterr(err, errlen, "%s: offset 0: bad segment header (CRC mismatch): journal damaged", path);
+        tb_seterr(err, errlen, "%s: offset 0: bad segment header (CRC mismatch): journal damaged", path);
         return TB_ERR_PROTO;
     }
     if (get32(hdr + 4) != SEG_VERSION) {
-        seterr(err, errlen, "%s: offset 4: unsupported segment version %" PRIu32, path, get32(hdr + 4));
+        tb_seterr(err, errlen, "%s: offset 4: unsupported segment version %" PRIu32, path, get32(hdr + 4));
         return TB_ERR_PROTO;
     }
     uint64_t first = get64(hdr + 8);
     if (first != s->first_seq) {
-        seterr(err, errlen, "%s: offset 8: bad segment header: it says first hub_seq %" PRIu64
+        tb_seterr(err, errlen, "%s: offset 8: bad segment header: it says first hub_seq %" PRIu64
                " but the file name says %" PRIu64 ": journal damaged", path, first, s->first_seq);
         return TB_ERR_PROTO;
     }
     if (first != sc->expect) {
         if (i == 0 && !sc->have_anchor)
-            seterr(err, errlen, "%s: first segment starts at hub_seq %" PRIu64 ", expected 1 and there is"
+            tb_seterr(err, errlen, "%s: first segment starts at hub_seq %" PRIu64 ", expected 1 and there is"
                    " no anchor file: segments missing, journal damaged", path, first);
         else
-            seterr(err, errlen, "%s: gap in hub_seq: segment starts at %" PRIu64 ", expected %" PRIu64
+            tb_seterr(err, errlen, "%s: gap in hub_seq: segment starts at %" PRIu64 ", expected %" PRIu64
                    ": segments missing, journal damaged", path, first, sc->expect);
         return TB_ERR_PROTO;
     }
     if (i == sc->nleft && sc->have_anchor && first != sc->anchor_seq + 1) {
-        seterr(err, errlen, "%s: first segment after the anchor starts at hub_seq %" PRIu64
+        tb_seterr(err, errlen, "%s: first segment after the anchor starts at hub_seq %" PRIu64
                " but the anchor file is at hub_seq %" PRIu64 ": journal damaged", path, first, sc->anchor_seq);
         return TB_ERR_PROTO;
     }
@@ -806,7 +796,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
         rc = TB_ERR_IO;
         goto done;
     }
@@ -825,7 +815,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
         if (is_last && s->first_seq == sc->expect) {
             /* Created by a roll just before a crash, never synced: nothing acked was in it. */
             if (unlink(path) < 0) {
-                seterr(err, errlen, "%s: %s", path, strerror(errno));
+                tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
                 rc = TB_ERR_IO;
                 goto done;
             }
@@ -836,7 +826,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
             *dropped = 1;
             goto done;
         }
-        seterr(err, errlen, "%s: offset 0: segment header incomplete (%" PRIu64 " bytes): journal damaged",
+        tb_seterr(err, errlen, "%s: offset 0: segment header incomplete (%" PRIu64 " bytes): journal damaged",
                path, fsize);
         rc = TB_ERR_PROTO;
         goto done;
@@ -869,7 +859,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
         }
         if (damage) {
             if (!is_last) {
-                seterr(err, errlen, "%s: offset %" PRIu64 ": %s (record %" PRIu64 ") in a sealed segment:"
+                tb_seterr(err, errlen, "%s: offset %" PRIu64 ": %s (record %" PRIu64 ") in a sealed segment:"
                        " journal damaged", path, off, damage, sc->expect);
                 rc = TB_ERR_PROTO;
                 goto done;
@@ -878,7 +868,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
             int f = find_valid_after(&sc->sb, off + 1, sc->expect, &at);
             if (f < 0) goto ioerror;
             if (f > 0) {
-                seterr(err, errlen, "%s: offset %" PRIu64 ": %s (record %" PRIu64 "), valid records follow"
+                tb_seterr(err, errlen, "%s: offset %" PRIu64 ": %s (record %" PRIu64 "), valid records follow"
                        " at offset %" PRIu64 ": journal damaged", path, off, damage, sc->expect, at);
                 rc = TB_ERR_PROTO;
                 goto done;
@@ -893,13 +883,13 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
         body_t p;
         const char *why = parse_head(body, len < HEAD_BODY_MAX ? len : HEAD_BODY_MAX, len, &p);
         if (why) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": malformed record %" PRIu64 " (%s) despite a valid CRC:"
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": malformed record %" PRIu64 " (%s) despite a valid CRC:"
                    " journal damaged", path, off, sc->expect, why);
             rc = TB_ERR_PROTO;
             goto done;
         }
         if (p.seq != sc->expect) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": gap in hub_seq: expected %" PRIu64 ", found %" PRIu64
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": gap in hub_seq: expected %" PRIu64 ", found %" PRIu64
                    ": journal damaged", path, off, sc->expect, p.seq);
             rc = TB_ERR_PROTO;
             goto done;
@@ -924,7 +914,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
             }
         }
         if (seg_index_add(s, p.seq, off) < 0) {
-            seterr(err, errlen, "%s: out of memory", path);
+            tb_seterr(err, errlen, "%s: out of memory", path);
             rc = TB_ERR_NOMEM;
             goto done;
         }
@@ -938,20 +928,20 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
         nrec++;
     }
     if (nrec == 0 && !is_last) {
-        seterr(err, errlen, "%s: sealed segment holds no records: journal damaged", path);
+        tb_seterr(err, errlen, "%s: sealed segment holds no records: journal damaged", path);
         rc = TB_ERR_PROTO;
         goto done;
     }
     s->last_seq = sc->expect - 1;
     s->size = fsize;
     if (fdatasync(fd) < 0) {   /* what an earlier process wrote may still be only in the page cache */
-        seterr(err, errlen, "%s: fdatasync: %s", path, strerror(errno));
+        tb_seterr(err, errlen, "%s: fdatasync: %s", path, strerror(errno));
         rc = TB_ERR_IO;
     }
     goto done;
 ioerror:
     rc = errno == ENOMEM ? TB_ERR_NOMEM : TB_ERR_IO;
-    seterr(err, errlen, "%s: %s", path, ioerr(errno));
+    tb_seterr(err, errlen, "%s: %s", path, ioerr(errno));
 done:
     if (fd >= 0) close(fd);
     return rc;
@@ -972,7 +962,7 @@ static tb_err_t list_segments(journal_t *j, char *err, size_t errlen)
     int dfd = dup(j->dirfd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
-        seterr(err, errlen, "%s: %s", j->dir, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", j->dir, strerror(errno));
         if (dfd >= 0) close(dfd);
         return TB_ERR_IO;
     }
@@ -986,12 +976,12 @@ static tb_err_t list_segments(journal_t *j, char *err, size_t errlen)
         errno = 0;
         uint64_t first = strtoull(n, NULL, 10);
         if (errno != 0 || first == 0) {
-            seterr(err, errlen, "%s/%s: bad segment file name: journal damaged", j->dir, n);
+            tb_seterr(err, errlen, "%s/%s: bad segment file name: journal damaged", j->dir, n);
             rc = TB_ERR_PROTO;
             goto done;
         }
         if (segs_reserve(j, j->nsegs + 1) < 0) {
-            seterr(err, errlen, "%s: out of memory", j->dir);
+            tb_seterr(err, errlen, "%s: out of memory", j->dir);
             rc = TB_ERR_NOMEM;
             goto done;
         }
@@ -1021,16 +1011,16 @@ static tb_err_t lock_dir(journal_t *j, char *err, size_t errlen)
             close(pfd);
         }
     } else if (errno != EEXIST) {
-        seterr(err, errlen, "%s: cannot create journal directory: %s", j->dir, strerror(errno));
+        tb_seterr(err, errlen, "%s: cannot create journal directory: %s", j->dir, strerror(errno));
         return TB_ERR_IO;
     }
     j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (j->dirfd < 0) {
-        seterr(err, errlen, "%s: %s", j->dir, strerror(errno));
+        tb_seterr(err, errlen, "%s: %s", j->dir, strerror(errno));
         return TB_ERR_IO;
     }
     if (flock(j->dirfd, LOCK_EX | LOCK_NB) < 0) {
-        seterr(err, errlen, "%s: %s", j->dir,
+        tb_seterr(err, errlen, "%s: %s", j->dir,
                errno == EWOULDBLOCK ? "journal is in use by another process (locked)" : strerror(errno));
         return TB_ERR_IO;
     }
@@ -1047,13 +1037,13 @@ static tb_err_t hash_record_at(journal_t *j, uint64_t first, uint64_t off, uint3
     uint8_t *buf = malloc(len);
     int fd = open(seg_path(j, first, path, sizeof path), O_RDONLY | O_CLOEXEC);
     if (!buf) {
-        seterr(err, errlen, "%s: out of memory", path);
+        tb_seterr(err, errlen, "%s: out of memory", path);
         rc = TB_ERR_NOMEM;
     } else if (fd < 0 || pread_full(fd, buf, len, off + FRAME) < 0) {
-        seterr(err, errlen, "%s: offset %" PRIu64 ": %s", path, off, ioerr(errno));
+        tb_seterr(err, errlen, "%s: offset %" PRIu64 ": %s", path, off, ioerr(errno));
         rc = TB_ERR_IO;
     } else if (sha256_2(j, buf, len, NULL, 0, out) < 0) {
-        seterr(err, errlen, "SHA-256 failed");
+        tb_seterr(err, errlen, "SHA-256 failed");
         rc = TB_ERR_CRYPTO;
     }
     if (fd >= 0) close(fd);
@@ -1082,12 +1072,12 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
     sc.sb.fd = -1;
     if (report) memset(report, 0, sizeof *report);
     if (!out || !dir || !*dir) {
-        seterr(err, errlen, "journal_open: no directory");
+        tb_seterr(err, errlen, "journal_open: no directory");
         return TB_ERR_INVALID;
     }
     *out = NULL;
     if (strlen(dir) + SEG_DIGITS + 16 >= PATH_MAX) {
-        seterr(err, errlen, "%s: directory name too long", dir);
+        tb_seterr(err, errlen, "%s: directory name too long", dir);
         return TB_ERR_INVALID;
     }
     if (!opts) {
@@ -1096,7 +1086,7 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
     }
     j = calloc(1, sizeof *j);
     if (!j || !(j->dir = strdup(dir))) {
-        seterr(err, errlen, "%s: out of memory", dir);
+        tb_seterr(err, errlen, "%s: out of memory", dir);
         rc = TB_ERR_NOMEM;
         goto fail;
     }
@@ -1105,7 +1095,7 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
     j->md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     j->mdctx = EVP_MD_CTX_new();
     if (!j->md || !j->mdctx) {
-        seterr(err, errlen, "%s: SHA-256 is not available from OpenSSL", dir);
+        tb_seterr(err, errlen, "%s: SHA-256 is not available from OpenSSL", dir);
         rc = TB_ERR_CRYPTO;
         goto fail;
     }
@@ -1115,7 +1105,7 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
     if ((rc = anchor_read(&sc, err, errlen)) != TB_OK) goto fail;
     if ((rc = list_segments(j, err, errlen)) != TB_OK) goto fail;
     if (sc.have_anchor && j->nsegs == 0) {
-        seterr(err, errlen, "%s: anchor file present but no segment: journal damaged", dir);
+        tb_seterr(err, errlen, "%s: anchor file present but no segment: journal damaged", dir);
         rc = TB_ERR_PROTO;
         goto fail;
     }
@@ -1134,7 +1124,7 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
         if (dropped) j->nsegs--;  /* only ever the last one */
     }
     if (sc.nleft > 0 && (sc.nleft >= j->nsegs || sc.expect <= sc.anchor_seq)) {
-        seterr(err, errlen, "%s: segments before the anchor end before hub_seq %" PRIu64 ": journal damaged",
+        tb_seterr(err, errlen, "%s: segments before the anchor end before hub_seq %" PRIu64 ": journal damaged",
                dir, sc.anchor_seq);
         rc = TB_ERR_PROTO;
         goto fail;
@@ -1154,7 +1144,7 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
     for (size_t i = 0; i < sc.nleft; i++) {
         seg_path(j, j->segs[i].first_seq, path, sizeof path);
         if (unlink(path) < 0) {
-            seterr(err, errlen, "%s: cannot remove segment before the anchor: %s", path, strerror(errno));
+            tb_seterr(err, errlen, "%s: cannot remove segment before the anchor: %s", path, strerror(errno));
             rc = TB_ERR_IO;
             goto fail;
         }
@@ -1175,7 +1165,7 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
         seg_t *a = &j->segs[j->nsegs - 1];
         a->fd = open(seg_path(j, a->first_seq, path, sizeof path), O_RDWR | O_CLOEXEC);
         if (a->fd < 0) {
-            seterr(err, errlen, "%s: %s", path, strerror(errno));
+            tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
             rc = TB_ERR_IO;
             goto fail;
         }
@@ -1233,21 +1223,21 @@ tb_err_t journal_append(journal_t *self, const char *sender, uint64_t sender_seq
 {
     char path[PATH_MAX];
     if (!self || !sender || !dest || (!batch && len > 0)) {
-        seterr(err, errlen, "journal_append: missing argument");
+        tb_seterr(err, errlen, "journal_append: missing argument");
         return TB_ERR_INVALID;
     }
     size_t slen = strlen(sender), dlen = strlen(dest);
     if (slen == 0 || slen > JOURNAL_MAX_NAME || dlen == 0 || dlen > JOURNAL_MAX_NAME) {
-        seterr(err, errlen, "journal_append: sender (%zu bytes) and dest (%zu bytes) must be 1..%u bytes",
+        tb_seterr(err, errlen, "journal_append: sender (%zu bytes) and dest (%zu bytes) must be 1..%u bytes",
                slen, dlen, JOURNAL_MAX_NAME);
         return TB_ERR_INVALID;
     }
     if (len > JOURNAL_MAX_BATCH) {
-        seterr(err, errlen, "journal_append: batch of %zu bytes exceeds the limit of %u", len, JOURNAL_MAX_BATCH);
+        tb_seterr(err, errlen, "journal_append: batch of %zu bytes exceeds the limit of %u", len, JOURNAL_MAX_BATCH);
         return TB_ERR_INVALID;
     }
     if (self->failed) {
-        seterr(err, errlen, "%s", self->failmsg);
+        tb_seterr(err, errlen, "%s", self->failmsg);
         return TB_ERR_IO;
     }
     if (self->rbuf_cap > RBUF_KEEP) {  /* do not keep a huge read buffer around */
@@ -1276,7 +1266,7 @@ tb_err_t journal_append(journal_t *self, const char *sender, uint64_t sender_seq
     put32(h + 4, crc ^ 0xFFFFFFFFu);
     uint8_t hash[HASH_LEN];
     if (sha256_2(self, b, head_body, batch, len, hash) < 0) {
-        seterr(err, errlen, "journal_append: SHA-256 failed");
+        tb_seterr(err, errlen, "journal_append: SHA-256 failed");
         return TB_ERR_CRYPTO;
     }
 
@@ -1293,7 +1283,7 @@ tb_err_t journal_append(journal_t *self, const char *sender, uint64_t sender_seq
     if (pwritev_all(s->fd, iov, 2, s->size) < 0) {
         int e = errno;
         seg_path(self, s->first_seq, path, sizeof path);
-        seterr(err, errlen, "%s: offset %" PRIu64 ": cannot append record %" PRIu64 " (%" PRIu64 " bytes): %s",
+        tb_seterr(err, errlen, "%s: offset %" PRIu64 ": cannot append record %" PRIu64 " (%" PRIu64 " bytes): %s",
                path, s->size, seq, reclen, strerror(e));
         if (created) {
             seg_drop_last(self);
@@ -1323,7 +1313,7 @@ tb_err_t journal_sync(journal_t *self, char *err, size_t errlen)
     char path[PATH_MAX];
     if (!self) return TB_ERR_INVALID;
     if (self->failed) {
-        seterr(err, errlen, "%s", self->failmsg);
+        tb_seterr(err, errlen, "%s", self->failmsg);
         return TB_ERR_IO;
     }
     /* Dirty segments are always a suffix: the active one and those rolled since the last sync. */
@@ -1337,14 +1327,14 @@ tb_err_t journal_sync(journal_t *self, char *err, size_t errlen)
             self->failed = 1;
             snprintf(self->failmsg, sizeof self->failmsg, "%s: fdatasync failed: %s; the journal refuses"
                      " writes until it is reopened", path, strerror(e));
-            seterr(err, errlen, "%s", self->failmsg);
+            tb_seterr(err, errlen, "%s", self->failmsg);
             return TB_ERR_IO;
         }
         s->dirty = 0;
     }
     if (self->dir_dirty) {
         if (fsync(self->dirfd) < 0) {
-            seterr(err, errlen, "%s: fsync of the directory failed: %s", self->dir, strerror(errno));
+            tb_seterr(err, errlen, "%s: fsync of the directory failed: %s", self->dir, strerror(errno));
             return TB_ERR_IO;
         }
         self->dir_dirty = 0;
@@ -1367,13 +1357,13 @@ tb_err_t journal_reader_new(journal_t *self, uint64_t after_seq, journal_reader_
     if (!self || !out) return TB_ERR_INVALID;
     *out = NULL;
     if (after_seq > self->last_seq) {
-        seterr(err, errlen, "%s: reader position %" PRIu64 " is past the last record %" PRIu64,
+        tb_seterr(err, errlen, "%s: reader position %" PRIu64 " is past the last record %" PRIu64,
                self->dir, after_seq, self->last_seq);
         return TB_ERR_INVALID;
     }
     uint64_t next = after_seq + 1;
     if (next < self->segs[0].first_seq) {
-        seterr(err, errlen, "%s: records up to hub_seq %" PRIu64 " were removed by gc; cannot read from %" PRIu64,
+        tb_seterr(err, errlen, "%s: records up to hub_seq %" PRIu64 " were removed by gc; cannot read from %" PRIu64,
                self->dir, self->segs[0].first_seq - 1, next);
         return TB_ERR_NOTFOUND;
     }
@@ -1383,7 +1373,7 @@ tb_err_t journal_reader_new(journal_t *self, uint64_t after_seq, journal_reader_
     if (rc != TB_OK) return rc;
     journal_reader_t *r = calloc(1, sizeof *r);
     if (!r) {
-        seterr(err, errlen, "%s: out of memory", self->dir);
+        tb_seterr(err, errlen, "%s: out of memory", self->dir);
         return TB_ERR_NOMEM;
     }
     r->j = self;
@@ -1421,14 +1411,14 @@ tb_err_t journal_reader_next(journal_reader_t *r, int (*want)(void *arg, const c
         if (r->next_seq > j->durable_seq) return TB_OK;
         long i = seg_find_exact(j, r->seg_first);
         if (i < 0 || r->next_seq < j->segs[0].first_seq) {
-            seterr(err, errlen, "%s: record %" PRIu64 " was removed by gc before this reader got to it",
+            tb_seterr(err, errlen, "%s: record %" PRIu64 " was removed by gc before this reader got to it",
                    j->dir, r->next_seq);
             return TB_ERR_NOTFOUND;
         }
         seg_t *s = &j->segs[i];
         if (r->next_seq > s->last_seq) {
             if ((size_t)i + 1 >= j->nsegs || j->segs[i + 1].first_seq != r->next_seq) {
-                seterr(err, errlen, "%s: no segment holds record %" PRIu64, j->dir, r->next_seq);
+                tb_seterr(err, errlen, "%s: no segment holds record %" PRIu64, j->dir, r->next_seq);
                 return TB_ERR_PROTO;
             }
             r->seg_first = j->segs[i + 1].first_seq;
@@ -1440,24 +1430,24 @@ tb_err_t journal_reader_next(journal_reader_t *r, int (*want)(void *arg, const c
         uint64_t left = s->size - r->off;
         size_t hn = left < HEAD_MAX ? (size_t)left : HEAD_MAX;
         if (hn < FRAME + BODY_MIN) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": record %" PRIu64 " runs past the end of the segment",
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": record %" PRIu64 " runs past the end of the segment",
                    seg_path(j, s->first_seq, path, sizeof path), r->off, r->next_seq);
             return TB_ERR_PROTO;
         }
         if (rbuf_reserve(j, HEAD_MAX) < 0) {
-            seterr(err, errlen, "%s: out of memory", j->dir);
+            tb_seterr(err, errlen, "%s: out of memory", j->dir);
             return TB_ERR_NOMEM;
         }
         if (pread_full(fd, j->rbuf, hn, r->off) < 0) {
             int e = errno;
-            seterr(err, errlen, "%s: offset %" PRIu64 ": %s",
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": %s",
                    seg_path(j, s->first_seq, path, sizeof path), r->off, ioerr(e));
             return TB_ERR_IO;
         }
         j->read_bytes += hn;
         uint32_t len = get32(j->rbuf), crc = get32(j->rbuf + 4);
         if (len < BODY_MIN || len > BODY_MAX || FRAME + (uint64_t)len > left) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": bad record length %" PRIu32 " (record %" PRIu64 ")",
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": bad record length %" PRIu32 " (record %" PRIu64 ")",
                    seg_path(j, s->first_seq, path, sizeof path), r->off, len, r->next_seq);
             return TB_ERR_PROTO;
         }
@@ -1465,7 +1455,7 @@ tb_err_t journal_reader_next(journal_reader_t *r, int (*want)(void *arg, const c
         const char *why = parse_head(j->rbuf + FRAME, hn - FRAME, len, &p);
         if (!why && p.seq != r->next_seq) why = "unexpected hub_seq";
         if (why) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": malformed record %" PRIu64 " (%s)",
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": malformed record %" PRIu64 " (%s)",
                    seg_path(j, s->first_seq, path, sizeof path), r->off, r->next_seq, why);
             return TB_ERR_PROTO;
         }
@@ -1479,12 +1469,12 @@ tb_err_t journal_reader_next(journal_reader_t *r, int (*want)(void *arg, const c
         size_t total = FRAME + (size_t)len;
         if (total > hn) {
             if (rbuf_reserve(j, total) < 0) {
-                seterr(err, errlen, "%s: out of memory for a record of %zu bytes", j->dir, total);
+                tb_seterr(err, errlen, "%s: out of memory for a record of %zu bytes", j->dir, total);
                 return TB_ERR_NOMEM;
             }
             if (pread_full(fd, j->rbuf + hn, total - hn, r->off + hn) < 0) {
                 int e = errno;
-                seterr(err, errlen, "%s: offset %" PRIu64 ": %s",
+                tb_seterr(err, errlen, "%s: offset %" PRIu64 ": %s",
                        seg_path(j, s->first_seq, path, sizeof path), r->off + hn, ioerr(e));
                 return TB_ERR_IO;
             }
@@ -1492,7 +1482,7 @@ tb_err_t journal_reader_next(journal_reader_t *r, int (*want)(void *arg, const c
         }
         const uint8_t *body = j->rbuf + FRAME;
         if (crc32c(body, len) != crc) {
-            seterr(err, errlen, "%s: offset %" PRIu64 ": CRC mismatch (record %" PRIu64 "): journal damaged",
+            tb_seterr(err, errlen, "%s: offset %" PRIu64 ": CRC mismatch (record %" PRIu64 "): journal damaged",
                    seg_path(j, s->first_seq, path, sizeof path), r->off, r->next_seq);
             return TB_ERR_PROTO;
         }
@@ -1538,11 +1528,11 @@ static tb_err_t first_prev_hash(journal_t *j, seg_t *s, uint8_t out[HASH_LEN], c
     int fd = seg_fd(j, s, err, errlen);
     if (fd < 0) return TB_ERR_IO;
     if (pread_full(fd, h, sizeof h, SEG_HDR) < 0) {
-        seterr(err, errlen, "%s: offset %u: %s", path, SEG_HDR, ioerr(errno));
+        tb_seterr(err, errlen, "%s: offset %u: %s", path, SEG_HDR, ioerr(errno));
         return TB_ERR_IO;
     }
     if (get64(h + FRAME) != s->first_seq) {
-        seterr(err, errlen, "%s: offset %u: expected record %" PRIu64 ", found %" PRIu64 ": journal damaged",
+        tb_seterr(err, errlen, "%s: offset %u: expected record %" PRIu64 ", found %" PRIu64 ": journal damaged",
                path, SEG_HDR, s->first_seq, get64(h + FRAME));
         return TB_ERR_PROTO;
     }
@@ -1560,7 +1550,7 @@ tb_err_t journal_gc(journal_t *self, uint64_t min_acked, int64_t retention_ms, s
     if (removed) *removed = 0;
     if (!self) return TB_ERR_INVALID;
     if (self->failed) {
-        seterr(err, errlen, "%s", self->failmsg);
+        tb_seterr(err, errlen, "%s", self->failmsg);
         return TB_ERR_IO;
     }
     int64_t now = now_ms();
@@ -1584,7 +1574,7 @@ tb_err_t journal_gc(journal_t *self, uint64_t min_acked, int64_t retention_ms, s
         seg_close(self, s);
         if (unlink(path) < 0 && errno != ENOENT) {
             /* The anchor is written: the next open finishes the job. */
-            seterr(err, errlen, "%s: cannot remove segment: %s", path, strerror(errno));
+            tb_seterr(err, errlen, "%s: cannot remove segment: %s", path, strerror(errno));
             rc = TB_ERR_IO;
             break;
         }
@@ -1595,7 +1585,7 @@ tb_err_t journal_gc(journal_t *self, uint64_t min_acked, int64_t retention_ms, s
         memmove(self->segs, self->segs + done, (self->nsegs - done) * sizeof *self->segs);
         self->nsegs -= done;
         if (fsync(self->dirfd) < 0 && rc == TB_OK) {
-            seterr(err, errlen, "%s: fsync of the directory failed: %s", self->dir, strerror(errno));
+            tb_seterr(err, errlen, "%s: fsync of the directory failed: %s", self->dir, strerror(errno));
             rc = TB_ERR_IO;
         }
     }

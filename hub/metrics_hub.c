@@ -1,15 +1,19 @@
 /* metrics_hub.c -- the hub's Prometheus metrics and health verdict, rendered
  * from its state by the loop thread and handed to the HTTP endpoint
- * (common/httpd.c) as a snapshot; no hub state is touched by another thread.
+ * (common/httpd.c) as a snapshot together with the console's /api/status
+ * (console.c); no hub state is touched by another thread. Starting the
+ * endpoint applies http.token and http.tls_cert / http.tls_key.
  *
  * Counters whose source of truth is hub_stats_t or peer_t are *set* from it
  * at each render (they only ever grow there), gauges are set from the
  * current state. Per-node series cover every node the hub has known since
  * it started (a node removed by a reload keeps its counters).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "crypto.h"
 #include "hub_internal.h"
@@ -166,20 +170,82 @@ tb_err_t hub_metrics_render(hub_t *self, char **text, size_t *len)
     return tb_metrics_render(self->metrics, text, len);
 }
 
+/* Reads a PEM file (at most 1 MiB) into *out (NUL-terminated, caller frees).
+ * Returns TB_OK or an error with err filled. */
+static tb_err_t read_pem(const char *key, const char *path, char **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", key, path, strerror(errno));
+        return TB_ERR_IO;
+    }
+    buf = malloc((1 << 20) + 1);
+    if (buf) n = fread(buf, 1, 1 << 20, f);
+    int bad = !buf || ferror(f) || !feof(f);
+    fclose(f);
+    if (bad || n == 0) {
+        tb_err_t rc = buf ? TB_ERR_IO : TB_ERR_NOMEM;
+        snprintf(err, errlen, "%s: %s: %s", key, path,
+                 !buf ? "out of memory" : n == 0 ? "empty" : "larger than 1 MiB or unreadable");
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return TB_OK;
+}
+
 tb_err_t hub_metrics_start(hub_t *self, char *err, size_t errlen)
 {
     char host[64];
     int port = 0;
-    if (!self->cfg->http_listen[0]) return TB_OK;
-    if (!tb_config_parse_http_listen(self->cfg->http_listen, host, sizeof host, &port)) {
-        snprintf(err, errlen, "http.listen: expected HOST:PORT, got \"%s\"", self->cfg->http_listen);
+    char *cert = NULL, *key = NULL;
+    const tb_hub_config_t *cfg = self->cfg;
+    if (!cfg->http_listen[0]) return TB_OK;
+    if (!tb_config_parse_http_listen(cfg->http_listen, host, sizeof host, &port)) {
+        snprintf(err, errlen, "http.listen: expected HOST:PORT, got \"%s\"", cfg->http_listen);
         return TB_ERR_CONFIG;
     }
-    tb_err_t rc = tb_httpd_new(host, port, NULL, &self->httpd, err, errlen);
-    if (rc != TB_OK) return rc;
-    tb_log(TB_LOG_INFO, comp, "http_listening", "hub=%s http=%s port=%d paths=/metrics,/healthz", self->cfg->id,
-           self->cfg->http_listen, tb_httpd_port(self->httpd));
-    return TB_OK;
+    int loopback = tb_config_loopback_host(host);
+    if (!loopback && !cfg->http_token[0]) {        /* the configuration refuses it too */
+        snprintf(err, errlen, "http.token: required when http.listen (%s) is not a loopback address",
+                 cfg->http_listen);
+        return TB_ERR_CONFIG;
+    }
+    tb_httpd_opts_t o;
+    tb_httpd_opts_init(&o);
+    o.token = cfg->http_token;
+    tb_err_t rc = TB_OK;
+    if (cfg->http_tls_cert[0]) {
+        struct stat st;
+        if ((rc = read_pem("http.tls_cert", cfg->http_tls_cert, &cert, err, errlen)) != TB_OK) goto done;
+        if ((rc = read_pem("http.tls_key", cfg->http_tls_key, &key, err, errlen)) != TB_OK) goto done;
+        if (stat(cfg->http_tls_key, &st) == 0 && (st.st_mode & 077))
+            tb_log(TB_LOG_WARN, comp, "http_key_readable", "file=%s mode=%03o detail=\"the TLS key is readable by "
+                   "others: chmod 600\"", cfg->http_tls_key, (unsigned)(st.st_mode & 0777));
+        o.tls_cert_pem = cert;
+        o.tls_key_pem = key;
+    }
+    if ((rc = tb_httpd_new(host, port, &o, &self->httpd, err, errlen)) != TB_OK) goto done;
+    if ((rc = hub_console_attach(self)) != TB_OK) {
+        snprintf(err, errlen, "http: cannot serve the console: %s", tb_strerror(rc));
+        goto done;
+    }
+    tb_log(TB_LOG_INFO, comp, "http_listening",
+           "hub=%s http=%s port=%d tls=%s auth=%s paths=/,/api/status,/metrics,/healthz", cfg->id,
+           cfg->http_listen, tb_httpd_port(self->httpd), tb_httpd_tls(self->httpd) ? "on" : "off",
+           cfg->http_token[0] ? "token" : "none");
+    if (!loopback && !tb_httpd_tls(self->httpd))
+        tb_log(TB_LOG_WARN, comp, "http_cleartext", "http=%s detail=\"not loopback and no TLS: the token "
+               "crosses the network in clear unless a TLS-terminating proxy is in front (http.tls_cert, http.tls_key)\"",
+               cfg->http_listen);
+done:
+    if (key) memset(key, 0, strlen(key));
+    free(cert);
+    free(key);
+    return rc;
 }
 
 void hub_metrics_tick(hub_t *self)
@@ -193,6 +259,9 @@ void hub_metrics_tick(hub_t *self)
         return;                   /* the endpoint keeps the previous snapshot */
     }
     int ok = hub_metrics_health(self, why, sizeof why);
+    rc = hub_console_publish(self);           /* /api/status: before the publish wakes the requests */
+    if (rc != TB_OK)
+        tb_log(TB_LOG_WARN, comp, "status_publish_failed", "error=\"%s\"", tb_strerror(rc));
     if (tb_httpd_publish(self->httpd, text, len, ok, why) != TB_OK)
         tb_log(TB_LOG_WARN, comp, "metrics_publish_failed", "error=\"%s\"", tb_strerror(TB_ERR_NOMEM));
     free(text);
@@ -202,4 +271,5 @@ void hub_metrics_stop(hub_t *self)
 {
     tb_httpd_destroy(&self->httpd);
     tb_metrics_destroy(&self->metrics);
+    hub_console_destroy(&self->console);
 }

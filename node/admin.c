@@ -18,6 +18,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "adminsock.h"
 #include "jsonw.h"
 #include "log.h"
 #include "node_internal.h"
@@ -29,22 +30,10 @@ static const char *comp = "node";
 
 tb_err_t node_admin_bind(node_t *self, char *err, size_t errlen)
 {
-    char path[TB_PATH_MAX + 32], ep[TB_PATH_MAX + 48];
+    char path[TB_PATH_MAX + 32];
     if (self->cfg->admin[0]) snprintf(path, sizeof path, "%s", self->cfg->admin);
     else snprintf(path, sizeof path, "/tmp/tongban-node-%s.sock", self->cfg->id);
-    snprintf(ep, sizeof ep, "ipc://%s", path);
-    self->admin = zmq_socket(self->ctx, ZMQ_REP);
-    int zero = 0;
-    if (self->admin) zmq_setsockopt(self->admin, ZMQ_LINGER, &zero, sizeof zero);
-    mode_t old = umask(0077);
-    int rc = self->admin ? zmq_bind(self->admin, ep) : -1;
-    umask(old);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot open the admin socket %s: %s", ep, zmq_strerror(errno));
-        return TB_ERR_IO;
-    }
-    chmod(path, 0600);
-    return TB_OK;
+    return tb_admin_bind(self->ctx, path, &self->admin, err, errlen);
 }
 
 static void reply(node_t *self, const char *text)
@@ -169,18 +158,7 @@ static char *dead_letters_render(node_t *self, int json, char *err, size_t errle
 void node_admin_handle(node_t *self, uint64_t now)
 {
     char req[256], err[TB_ERRLEN], out[TB_ERRLEN + 128];
-    int n = zmq_recv(self->admin, req, sizeof req - 1, ZMQ_DONTWAIT);
-    if (n < 0) return;
-    if (n > (int)sizeof req - 1) n = (int)sizeof req - 1;
-    req[n] = '\0';
-    int more = 0;
-    size_t ml = sizeof more;
-    zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
-    while (more) {
-        char junk[64];
-        zmq_recv(self->admin, junk, sizeof junk, 0);
-        zmq_getsockopt(self->admin, ZMQ_RCVMORE, &more, &ml);
-    }
+    if (tb_admin_recv(self->admin, req, sizeof req) != 0) return;
     char *text = NULL, cat[TB_ID_MAX + 2], from[TB_ID_MAX + 2];
     long long id;
     err[0] = '\0';

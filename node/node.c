@@ -231,6 +231,11 @@ static void send_hello(node_t *self, uint64_t now)
     h.node_id = (char *)self->cfg->id;
     h.protocol = TB_PROTOCOL_VERSION;
     h.software = "tongban-node/" TB_VERSION_STRING;
+    /* A hub whose memory is older than ours (restored from a backup, new
+     * data directory) learns where our batch sequence stands. */
+    uint64_t acked = 0;
+    char err[TB_ERRLEN];
+    if (self->store && tb_store_last_acked(self->store, &acked, err, sizeof err) == TB_OK) h.acked_seq = acked;
     Tongban__Frame f = TONGBAN__FRAME__INIT;
     f.kind_case = TONGBAN__FRAME__KIND_HELLO;
     f.hello = &h;
@@ -484,9 +489,17 @@ static void on_nack(node_t *self, const Tongban__Nack *k, uint64_t now)
     node_metrics_nack(self->metrics, reason);
     if (k->reason == TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER) {
         /* An earlier batch was lost on the way (e.g. the hub restarted):
-         * resend everything unacked now, in seq order. */
+         * resend everything unacked now, in seq order -- at most once per
+         * resend_ms: the other batches of the window are nacked too, and a
+         * predecessor refused for the moment (storage, overloaded) waits for
+         * its retry; resending at each Nack would loop as fast as the hub answers. */
         tb_log(TB_LOG_INFO, comp, "batch_out_of_order", "node=%s seq=%llu detail=%s", self->cfg->id,
                (unsigned long long)k->seq, tb_log_quote(detail, q, sizeof q));
+        if (self->ooo_resend_ms && now - self->ooo_resend_ms < (uint64_t)self->cfg->resend_ms) return;
+        self->ooo_resend_ms = now;
+        /* The hub may have lost batches it had acked (restored from a
+         * backup): a Hello tells it how far our sequence was acked. */
+        send_hello(self, now);
         for (size_t i = 0; i < self->npend; i++) self->pend[i].sent_ms = 0;
         return;
     }

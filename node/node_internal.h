@@ -52,6 +52,7 @@ struct node {
     size_t nacked;
     int outbox_dirty;
     uint64_t batch_deadline;      /* 0 = none */
+    uint64_t ooo_resend_ms;       /* last resend of everything after Nack out_of_order */
     node_stats_t stats;
     uint64_t last_ack_ms;         /* monotonic time of the last Ack from the hub */
     int64_t last_ack_wall_ms;

@@ -1673,3 +1673,23 @@ nomem:
     seterr(err, errlen, "status: out of memory");
     return TB_ERR_NOMEM;
 }
+
+tb_err_t tb_store_last_acked(tb_store_t *self, uint64_t *seq, char *err, size_t errlen)
+{
+    *seq = 0;
+    PGresult *res = PQexecParams(self->conn,
+                                 "SELECT coalesce((SELECT min(seq) FROM tongban.sent_batches),"
+                                 "                (SELECT next_seq FROM tongban.node_state)) - 1",
+                                 0, NULL, NULL, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return pg_fail(self, res, "last acked seq", err, errlen);
+    int64_t v = 0;
+    int bad = PQgetisnull(res, 0, 0) || parse_i64(PQgetvalue(res, 0, 0), &v) != 0 || v < 0;
+    PQclear(res);
+    if (bad) {
+        seterr(err, errlen, "last acked seq: malformed result");
+        return TB_ERR_DB;
+    }
+    *seq = (uint64_t)v;
+    return TB_OK;
+}

@@ -106,6 +106,11 @@ typedef struct {
 tb_err_t tb_store_unacked(tb_store_t *self, tb_sent_t **out, size_t *n, char *err, size_t errlen);
 void tb_store_free_sent(tb_sent_t *v, size_t n);
 
+/* Highest seq below which every batch of this node has been acked by a hub
+ * (the lowest unacked seq - 1, or the last seq issued when none is
+ * unacked); 0 when none was ever sent. */
+tb_err_t tb_store_last_acked(tb_store_t *self, uint64_t *seq, char *err, size_t errlen);
+
 /* The hub acked seq: delete it. Acking an unknown seq is TB_OK (idempotent).
  * The deletion commits without waiting for its WAL flush (synchronous_commit
  * off for that transaction only): an ack lost in a crash only makes the node

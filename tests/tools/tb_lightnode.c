@@ -286,6 +286,7 @@ typedef struct {
     dirent_t *dir;
     size_t ndir, dircap, dirhit;
     int welcomed, ever_welcomed, blocked;
+    uint64_t ooo_resend_ms;       /* last resend of everything after Nack out_of_order */
     uint64_t start_ms, welcome_ms, last_heard_ms, last_hello_ms, last_hb_ms;
     /* publish */
     slot_t *slots;
@@ -803,6 +804,10 @@ static void on_nack(ln_t *self, const Tongban__Nack *k, uint64_t now)
            tb_nack_reason_name(k->reason), k->detail ? k->detail : "");
     if (k->reason == TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER) {
         self->st.nacks--;         /* not a refusal: an earlier batch was lost on the way */
+        /* at most once per resend_ms, like the node: a predecessor nacked
+         * "storage" waits for its retry, and the window's other Nacks follow */
+        if (self->ooo_resend_ms && now - self->ooo_resend_ms < self->o->resend_ms) return;
+        self->ooo_resend_ms = now;
         for (uint64_t s = self->oldest; s < self->next_seq; s++) {
             slot_t *sl = slot_of(self, s);
             if (sl->busy) sl->sent_ms = 0;   /* resent in seq order by pub_pump */

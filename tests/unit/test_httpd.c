@@ -532,7 +532,7 @@ static void test_config(void)
     hub_case("http:\n  listen: 127.0.0.1:9740\n", "127.0.0.1:9740");
     hub_case("http:\n  listen: \"9740\"\n", "9740");
     hub_case("http:\n  listen: 9740\n", "9740");
-    hub_case("http:\n  listen: 0.0.0.0:1\n", "0.0.0.0:1");
+    hub_case("http:\n  listen: 0.0.0.0:1\n  token: 0123456789abcdef\n", "0.0.0.0:1");   /* not loopback: a token */
     hub_case("http:\n  listen: '[::1]:65535'\n", "[::1]:65535");
     static const char *const bad[] = {
         "localhost:9740", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "0", "65536", "':9740'",

@@ -1,0 +1,14 @@
+/* errbuf.c -- filling the caller's one-line error buffer. */
+#include "errbuf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+void tb_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
