@@ -849,14 +849,16 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
             items[2].fd = tb_store_socket(self->store);
             nitems = 3;
         }
+        /* Wake early only for a batch that can actually be cut now: with
+         * the hub or PostgreSQL away, or the window full, a past deadline
+         * would make this a busy loop. */
         long timeout = 50;
-        if (self->batch_deadline) {
+        int can_cut = self->welcomed && self->store && self->npend < (size_t)self->cfg->batch_window;
+        if (can_cut && self->batch_deadline) {
             long left = (long)(self->batch_deadline - (now < self->batch_deadline ? now : self->batch_deadline));
             if (left < timeout) timeout = left;
         }
-        if (self->welcomed && self->outbox_dirty && !self->batch_deadline &&
-            self->npend < (size_t)self->cfg->batch_window)
-            timeout = 0;
+        if (can_cut && self->outbox_dirty && !self->batch_deadline) timeout = 0;
         int n = zmq_poll(items, nitems, timeout);
         if (n < 0 && errno != EINTR) {
             tb_log(TB_LOG_ERROR, comp, "poll_failed", "error=\"%s\"", zmq_strerror(errno));
