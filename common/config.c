@@ -1179,3 +1179,17 @@ void tb_node_config_free(tb_node_config_t *cfg)
 {
     if (cfg) free_obj(&node_schema, (char *)cfg);
 }
+
+char *tb_hub_admin_path(const tb_hub_config_t *cfg, char *buf, size_t len)
+{
+    if (cfg->admin[0]) snprintf(buf, len, "%s", cfg->admin);
+    else snprintf(buf, len, "%s/admin.sock", cfg->data_dir);
+    return buf;
+}
+
+char *tb_node_admin_path(const tb_node_config_t *cfg, char *buf, size_t len)
+{
+    if (cfg->admin[0]) snprintf(buf, len, "%s", cfg->admin);
+    else snprintf(buf, len, "/tmp/tongban-node-%s.sock", cfg->id);
+    return buf;
+}

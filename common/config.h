@@ -120,6 +120,13 @@ void tb_hub_config_free(tb_hub_config_t *cfg);
 tb_err_t tb_node_config_load(const char *path, tb_node_config_t *out, tb_config_errors_t *errs);
 void tb_node_config_free(tb_node_config_t *cfg);
 
+/* The admin socket path (node.admin / hub.admin, or its default:
+ * <data_dir>/admin.sock for the hub, /tmp/tongban-node-<id>.sock for a
+ * node) written into buf. The one place that rule lives: the daemons bind
+ * it, tbctl connects to it. Returns buf. */
+char *tb_hub_admin_path(const tb_hub_config_t *cfg, char *buf, size_t len);
+char *tb_node_admin_path(const tb_node_config_t *cfg, char *buf, size_t len);
+
 /* Validators shared with other modules. Return 1 if valid, 0 if not. */
 int tb_config_valid_id(const char *s);          /* [A-Za-z0-9_.-]{1,64}            */
 int tb_config_valid_dest(const char *s);        /* node id or topic:<id>           */

@@ -26,9 +26,8 @@ static const char *comp = "hub";
 tb_err_t hub_admin_bind(hub_t *self, char *err, size_t errlen)
 {
     char path[TB_PATH_MAX + 32];
-    if (self->cfg->admin[0]) snprintf(path, sizeof path, "%s", self->cfg->admin);
-    else snprintf(path, sizeof path, "%s/admin.sock", self->cfg->data_dir);
-    return tb_admin_bind(self->ctx, path, &self->admin, err, errlen);
+    return tb_admin_bind(self->ctx, tb_hub_admin_path(self->cfg, path, sizeof path), &self->admin, err,
+                         errlen);
 }
 
 static int64_t wall_ms(void)

@@ -31,9 +31,8 @@ static const char *comp = "node";
 tb_err_t node_admin_bind(node_t *self, char *err, size_t errlen)
 {
     char path[TB_PATH_MAX + 32];
-    if (self->cfg->admin[0]) snprintf(path, sizeof path, "%s", self->cfg->admin);
-    else snprintf(path, sizeof path, "/tmp/tongban-node-%s.sock", self->cfg->id);
-    return tb_admin_bind(self->ctx, path, &self->admin, err, errlen);
+    return tb_admin_bind(self->ctx, tb_node_admin_path(self->cfg, path, sizeof path), &self->admin, err,
+                         errlen);
 }
 
 static void reply(node_t *self, const char *text)

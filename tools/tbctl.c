@@ -229,6 +229,35 @@ static int admin_call(const char *path, const char *request)
     return admin_ask(path, request, 5000, NULL, 0);
 }
 
+/* The admin socket path from a hub (is_hub) or node config file, or the
+ * usage error when neither -c nor --admin was given. Returns EXIT_OK,
+ * EXIT_USAGE or EXIT_FAILED (config errors printed). */
+static int admin_from_config(int is_hub, const char *sub, const char *cfgpath, char *path, size_t len)
+{
+    const char *kind = is_hub ? "hub" : "node";
+    if (!cfgpath) {
+        fprintf(stderr, "tbctl %s %s: give the %s's config (-c %s.yaml) or --admin PATH\n", kind, sub, kind,
+                is_hub ? "HUB" : "NODE");
+        return EXIT_USAGE;
+    }
+    tb_config_errors_t errs = { 0 };
+    tb_err_t e;
+    if (is_hub) {
+        tb_hub_config_t cfg;
+        e = tb_hub_config_load(cfgpath, &cfg, &errs);
+        if (e == TB_OK) tb_hub_admin_path(&cfg, path, len);
+        tb_hub_config_free(&cfg);
+    } else {
+        tb_node_config_t cfg;
+        e = tb_node_config_load(cfgpath, &cfg, &errs);
+        if (e == TB_OK) tb_node_admin_path(&cfg, path, len);
+        tb_node_config_free(&cfg);
+    }
+    for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.lines[i]);
+    tb_config_errors_free(&errs);
+    return e == TB_OK ? EXIT_OK : EXIT_FAILED;
+}
+
 static int cmd_node(int argc, char **argv)
 {
     if (argc < 1) {
@@ -254,24 +283,10 @@ static int cmd_node(int argc, char **argv)
         else if (!arg && argv[i][0] != '-') { arg = argv[i]; used[i] = 1; }
     }
     if (leftovers(argc, argv, used)) goto done;
-    if (!admin && !cfgpath) {
-        fprintf(stderr, "tbctl node %s: give the node's config (-c NODE.yaml) or --admin PATH\n", sub);
-        goto done;
-    }
     if (!admin) {
-        tb_node_config_t cfg;
-        tb_config_errors_t errs = { 0 };
-        if (tb_node_config_load(cfgpath, &cfg, &errs) != TB_OK) {
-            for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.lines[i]);
-            tb_config_errors_free(&errs);
-            tb_node_config_free(&cfg);
-            rc = EXIT_FAILED;
-            goto done;
-        }
-        if (cfg.admin[0]) snprintf(path, sizeof path, "%s", cfg.admin);
-        else snprintf(path, sizeof path, "/tmp/tongban-node-%s.sock", cfg.id);
-        tb_config_errors_free(&errs);
-        tb_node_config_free(&cfg);
+        rc = admin_from_config(0, sub, cfgpath, path, sizeof path);
+        if (rc != EXIT_OK) goto done;
+        rc = EXIT_USAGE;
         admin = path;
     }
     if (strcmp(sub, "status") == 0 && !arg) {
@@ -345,24 +360,10 @@ static int cmd_hub(int argc, char **argv)
         else if (!node && strcmp(sub, "revoke") == 0 && argv[i][0] != '-') { node = argv[i]; used[i] = 1; }
     }
     if (leftovers(argc, argv, used)) goto done;
-    if (!admin && !cfgpath) {
-        fprintf(stderr, "tbctl hub %s: give the hub's config (-c HUB.yaml) or --admin PATH\n", sub);
-        goto done;
-    }
     if (!admin) {
-        tb_hub_config_t cfg;
-        tb_config_errors_t errs = { 0 };
-        if (tb_hub_config_load(cfgpath, &cfg, &errs) != TB_OK) {
-            for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.lines[i]);
-            tb_config_errors_free(&errs);
-            tb_hub_config_free(&cfg);
-            rc = EXIT_FAILED;
-            goto done;
-        }
-        if (cfg.admin[0]) snprintf(path, sizeof path, "%s", cfg.admin);
-        else snprintf(path, sizeof path, "%s/admin.sock", cfg.data_dir);
-        tb_config_errors_free(&errs);
-        tb_hub_config_free(&cfg);
+        rc = admin_from_config(1, sub, cfgpath, path, sizeof path);
+        if (rc != EXIT_OK) goto done;
+        rc = EXIT_USAGE;
         admin = path;
     }
     if (strcmp(sub, "status") == 0) {
