@@ -97,11 +97,14 @@ static int peer_fd_current(const peer_t *p)
     return len == p->fd_peer_len && memcmp(&now, &p->fd_peer, len) == 0;
 }
 
+/* Stops sending to p. What is in flight stays in flight: DeliverAcks the
+ * node sent before it went away may still be queued behind this moment and
+ * must count. A reconnect (Hello, new routing id) or the redelivery timer
+ * starts again from the cursor. */
 static void mark_offline(peer_t *p, const char *why)
 {
     if (!p->online) return;
     p->online = 0;
-    reset_delivery(p);
     tb_log(TB_LOG_INFO, comp, "node_offline", "node=%s reason=%s backlog_batches=%llu", p->id, why,
            (unsigned long long)p->backlog_batches);
 }
@@ -399,11 +402,11 @@ static void pump(hub_t *self, peer_t *p, uint64_t now)
         if (tb_frame_deliver(rec.hub_seq, rec.batch, rec.batch_len, &buf, &len) != TB_OK) break;
         rc = tb_frame_send_raw(self->router, p->rid, p->rid_len, buf, len, ZMQ_DONTWAIT);
         free(buf);
+        p->ninflight++;              /* sent or not, the redelivery timer covers it */
         if (rc != TB_OK) {
             mark_offline(p, "unreachable");
             return;
         }
-        p->ninflight++;
         p->batches_out++;
         p->bytes_out += len;
         self->stats.batches_out++;
