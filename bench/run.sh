@@ -12,6 +12,7 @@
 #
 #   raw_zmq_relay  bare libzmq ROUTER relay, 512-byte messages (bench/raw_relay.c)
 #   hub_relay      2 light publishers -> real hub (CURVE, signatures, journal fsync) -> 1 light subscriber
+#   hub_relay_pg   hub_relay with store: postgresql (group commit into a local cluster), ratio to hub_relay
 #   e2e_sync       1,000-row transactions on node A's PostgreSQL -> node B's (Ed25519)
 #   e2e_latency    a steady 1,000 records/s A -> B, commit on A to commit on B
 #   catch_up       B offline while records queue at the hub, then B drains them
@@ -24,7 +25,7 @@
 # Exit: 0 every scenario ran (targets missed or not), 1 a scenario failed, 2 usage.
 set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ALL_SCENARIOS=(raw_zmq_relay hub_relay e2e_sync e2e_latency catch_up sm2 fanout hub_memory)
+ALL_SCENARIOS=(raw_zmq_relay hub_relay hub_relay_pg e2e_sync e2e_latency catch_up sm2 fanout hub_memory)
 
 usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
@@ -383,6 +384,54 @@ PY
     rss_mib="$rss" record_bytes=$ENTRY_BYTES publishers=$RELAY_SENDERS entries_per_batch=1000 window=$WINDOW \
     ingest_records_per_s="$ingest" hub_cpu_s="$hubcpu" raw_zmq_relay_per_s="$raw" ratio_to_raw="$ratio" \
     target=">= 0.5 x raw_zmq_relay" target_met="$(target_met "$ratio >= 0.5" "$ratio")"
+}
+
+# hub_relay_pg: hub_relay with the hub on PostgreSQL (store: postgresql, one
+# local cluster, synchronous_commit on); the light federation's hub config
+# is restored afterwards.
+scen_hub_relay_pg() {
+  light_fed
+  local pgd=$FED_ROOT/pg/hubdb port total=$((RELAY_SENDERS * RELAY_BATCHES * 1000)) i hub
+  port=$(pg_free_port)
+  rm -rf "$pgd"
+  pg_start "$pgd" "$port" >&2 || return 1
+  cp "$FED_ROOT/etc/hub.yaml" "$FED_ROOT/etc/hub.yaml.journal"
+  printf 'store: postgresql\npostgresql:\n  conninfo: "%s"\n' "$(pg_conninfo "$pgd" "$port")" >>"$FED_ROOT/etc/hub.yaml"
+  restart_hub fresh
+  fed_wait_log "$FED_ROOT/log/hub.log" 'event=active ' 20 >&2 || return 1
+  log "hub_relay_pg: $RELAY_SENDERS publishers x $RELAY_BATCHES batches x 1,000 entries of $ENTRY_BYTES B -> s1 (store postgresql)"
+  ln_bg s1 subscribe --expect-entries $total --timeout-ms 600000
+  ln_welcomed s1
+  hub=$(fed_pid hub)
+  for i in $(seq 1 $RELAY_SENDERS); do
+    ln_bg "p$i" publish --dest s1 --batches "$RELAY_BATCHES" --entries 1000 --entry-bytes $ENTRY_BYTES \
+      --window $WINDOW --timeout-ms 600000
+  done
+  local ok=1
+  for i in $(seq 1 $RELAY_SENDERS); do ln_wait "p$i" || ok=0; done
+  ln_wait s1 || ok=0
+  local rss hubcpu; rss=$(mem "$hub" VmHWM) hubcpu=$(cpu_s "$hub")
+  mv "$FED_ROOT/etc/hub.yaml.journal" "$FED_ROOT/etc/hub.yaml"
+  restart_hub fresh
+  pg_stop "$pgd"
+  [ $ok = 1 ] || return 1
+  local o=$FED_ROOT/out n first last p50 p99
+  read -r n first last p50 p99 < <(python3 - "$o/s1.json" "$o"/p[0-9]*.json <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+ps = [json.load(open(f)) for f in sys.argv[2:]]
+print(s["entries_received"], min(p["first_ms"] for p in ps), s["last_ms"], s["p50_ms"], s["p99_ms"])
+PY
+)
+  local secs rate relay ratio
+  secs=$(calc "($last - $first) / 1000")
+  rate=$(calc "round($n / (($last - $first) / 1000))")
+  relay=$(cat "$STATE/hub_relay_rate" 2>/dev/null || echo null)
+  ratio=$( [ "$relay" = null ] && echo null || calc "round($rate / $relay, 3)")
+  emit scenario=hub_relay_pg records="$n" seconds="$secs" records_per_s="$rate" p50_ms="$p50" p99_ms="$p99" \
+    rss_mib="$rss" record_bytes=$ENTRY_BYTES publishers=$RELAY_SENDERS entries_per_batch=1000 window=$WINDOW \
+    hub_cpu_s="$hubcpu" hub_relay_per_s="$relay" ratio_to_hub_relay="$ratio" \
+    target=">= 0.5 x hub_relay" target_met="$(target_met "$ratio >= 0.5" "$ratio")"
 }
 
 # e2e_run SCENARIO SENDER: ROWS rows in 1,000-row transactions on SENDER -> B.

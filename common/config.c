@@ -208,6 +208,20 @@ int tb_config_loopback_host(const char *host)
     return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
+/* api.listen: tcp://HOST:PORT (HOST may be "*") or ipc:// with an absolute
+ * path that fits a Unix socket address (107 bytes). */
+static int valid_api_listen(const char *s)
+{
+    if (!s) return 0;
+    if (strncmp(s, "tcp://", 6) == 0) return tb_config_valid_endpoint(s);
+    if (strncmp(s, "ipc:///", 7) != 0) return 0;
+    size_t n = strlen(s + 6);
+    if (n < 2 || n > 107) return 0;
+    for (const char *p = s + 6; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7F) return 0;
+    return s[strlen(s) - 1] != '/';
+}
+
 /* http.token: it travels in a header, a URL and a cookie, so only
  * characters that need no escaping anywhere; long enough not to be guessed. */
 static int valid_http_token(const char *s)
@@ -250,6 +264,7 @@ struct field {
 #define EXPECT_Z85 "expected a 40-character Z85 key"
 #define EXPECT_EP "expected tcp://host:port"
 #define EXPECT_HTTP "expected HOST:PORT"
+#define EXPECT_API "expected tcp://HOST:PORT or ipc:///ABSOLUTE/PATH (at most 107 bytes)"
 
 /* http.listen of both daemons: optional, "" or absent = no HTTP endpoint. */
 #define HTTP_FIELDS(T)                                                                   \
@@ -326,6 +341,9 @@ static const field_t hub_node_fields[] = {
 };
 static const schema_t hub_node_schema = { hub_node_fields, sizeof hub_node_fields / sizeof *hub_node_fields };
 
+/* hub store: the embedded journal, or PostgreSQL (high availability). */
+static const char *const hub_stores[] = { "journal", "postgresql", NULL };
+
 static const field_t hub_fields[] = {
     { .key = "hub.id", .type = F_STRING, AT(tb_hub_config_t, id), .def = "hub",
       .check = tb_config_valid_id, .expect = EXPECT_ID },
@@ -342,6 +360,12 @@ static const field_t hub_fields[] = {
     { .key = "hub.admin", .type = F_PATH, AT(tb_hub_config_t, admin) },
     INT_FIELD("journal.segment_mb", tb_hub_config_t, segment_mb, 1, 4096, 64),
     INT_FIELD("journal.retention_hours", tb_hub_config_t, retention_hours, 0, 876000, 168),
+    { .key = "store", .type = F_ENUM, AT(tb_hub_config_t, store), .def = "journal", .choices = hub_stores },
+    { .key = "postgresql.conninfo", .type = F_STRING, AT(tb_hub_config_t, pg_conninfo), .empty_ok = 1 },
+    INT_FIELD("postgresql.lock_key", tb_hub_config_t, pg_lock_key, 1, 2147483647L, 7478017),
+    INT_FIELD("postgresql.timeout_ms", tb_hub_config_t, pg_timeout_ms, 200, 600000, 3000),
+    INT_FIELD("postgresql.check_ms", tb_hub_config_t, pg_check_ms, 100, 60000, 500),
+    { .key = "hub.advertise", .type = F_STRING, AT(tb_hub_config_t, advertise), .empty_ok = 1 },
     HTTP_FIELDS(tb_hub_config_t),
     { .key = "http.token", .type = F_STRING, AT(tb_hub_config_t, http_token), .check = valid_http_token,
       .expect = "expected 16 to 256 characters of [A-Za-z0-9._~-] (e.g. openssl rand -hex 32)", .empty_ok = 1 },
@@ -392,6 +416,9 @@ static const field_t node_fields[] = {
     INT_FIELD("batch.poll_ms", tb_node_config_t, poll_ms, 10, 600000, 1000),
     INT_FIELD("batch.resend_ms", tb_node_config_t, resend_ms, 100, 3600000, 5000),
     HTTP_FIELDS(tb_node_config_t),
+    { .key = "api.listen", .type = F_STRING, AT(tb_node_config_t, api_listen), .check = valid_api_listen,
+      .expect = EXPECT_API, .empty_ok = 1 },
+    { .key = "api.clients", .type = F_PATH, AT(tb_node_config_t, api_clients), .empty_ok = 1 },
     LOG_FIELDS(tb_node_config_t),
     { .key = "routes", .type = F_LIST, .off = offsetof(tb_node_config_t, routes),
       .size = sizeof(tb_route_config_t), .count_off = offsetof(tb_node_config_t, route_count),
@@ -930,6 +957,29 @@ static void check_hub_http(ctx_t *c, const tb_hub_config_t *cfg, yaml_node_t *ro
         find_key(c, root, "http", given, &line);
         report(c, line, cfg->http_tls_cert[0] ? "http.tls_key" : "http.tls_cert", "required with http.%s", given);
     }
+    if (strcmp(cfg->store, "postgresql") == 0 && !cfg->pg_conninfo[0]) {
+        line = 1;
+        for (yaml_node_pair_t *p = root && root->type == YAML_MAPPING_NODE ? root->data.mapping.pairs.start : NULL;
+             p && p < root->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+            if (k && k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, "store") == 0)
+                line = line_of(k);
+        }
+        report(c, line, "postgresql.conninfo", "required with store: postgresql (a libpq connection string)");
+    }
+}
+
+/* A tcp:// client API is served with CURVE to the keys in api.clients:
+ * without that file anyone who reaches the port could connect. */
+static void check_node_api(ctx_t *c, const tb_node_config_t *cfg, yaml_node_t *root)
+{
+    size_t line;
+    if (strncmp(cfg->api_listen, "tcp://", 6) == 0 && !cfg->api_clients[0]) {
+        find_key(c, root, "api", "listen", &line);
+        report(c, line, "api.clients",
+               "required when api.listen (%s) is tcp://: the file of Z85 public keys of the clients "
+               "allowed to connect", cfg->api_listen);
+    }
 }
 
 /* ---- loading ---- */
@@ -1103,6 +1153,7 @@ static tb_err_t load(const char *path, const schema_t *s, void *out, size_t size
     visit(&c, 1);                              /* the root is node 1 */
     walk_obj(&c, s, out, root, "", 1, NULL);
     if (s == &hub_schema) check_hub_http(&c, out, root);
+    if (s == &node_schema) check_node_api(&c, out, root);
 
     if (!yaml_parser_load(&parser, &doc2)) {
         report_yaml(&c, &parser, buf, len);
@@ -1191,5 +1242,20 @@ char *tb_node_admin_path(const tb_node_config_t *cfg, char *buf, size_t len)
 {
     if (cfg->admin[0]) snprintf(buf, len, "%s", cfg->admin);
     else snprintf(buf, len, "/tmp/tongban-node-%s.sock", cfg->id);
+    return buf;
+}
+
+char *tb_node_api_endpoint(const tb_node_config_t *cfg, char *buf, size_t len)
+{
+    char admin[TB_PATH_MAX + 32];
+    if (cfg->api_listen[0]) {
+        snprintf(buf, len, "%s", cfg->api_listen);
+        return buf;
+    }
+    tb_node_admin_path(cfg, admin, sizeof admin);
+    char *slash = strrchr(admin, '/');
+    if (!slash) snprintf(buf, len, "ipc://tongban-node-%s.api", cfg->id);
+    else if (slash == admin) snprintf(buf, len, "ipc:///tongban-node-%s.api", cfg->id);
+    else snprintf(buf, len, "ipc://%.*s/tongban-node-%s.api", (int)(slash - admin), admin, cfg->id);
     return buf;
 }

@@ -71,6 +71,16 @@ typedef struct {
     char http_tls_key[TB_PATH_MAX];       /* http.tls_key   PEM private key of http.tls_cert  */
     long segment_mb;                      /* journal.segment_mb 1..4096, default 64            */
     long retention_hours;                 /* journal.retention_hours 0..876000, default 168    */
+    char store[16];                       /* store  journal (default) | postgresql             */
+    char pg_conninfo[1024];               /* postgresql.conninfo  libpq string (required with
+                                             store: postgresql; may list several hosts)        */
+    long pg_lock_key;                     /* postgresql.lock_key  advisory lock key, default 7478017 */
+    long pg_timeout_ms;                   /* postgresql.timeout_ms 200..600000, default 3000: bound
+                                             of every PostgreSQL round trip                    */
+    long pg_check_ms;                     /* postgresql.check_ms 100..60000, default 500: lock
+                                             session check / standby lock attempt period       */
+    char advertise[256];                  /* hub.advertise  endpoint shown to operators, default
+                                             hub.listen                                        */
     tb_log_config_t log;
     tb_hub_topic_config_t *topics;        /* topics: list (may be empty); names unique         */
     size_t topic_count;
@@ -105,6 +115,11 @@ typedef struct {
     long poll_ms;                         /* batch.poll_ms 10..600000, default 1000          */
     long resend_ms;                       /* batch.resend_ms 100..3600000, default 5000      */
     char http_listen[64];                 /* http.listen  as for the hub; "" = disabled      */
+    char api_listen[TB_PATH_MAX + 8];     /* api.listen  client API endpoint: ipc:///PATH or
+                                             tcp://HOST:PORT; "" = the default (see
+                                             tb_node_api_endpoint)                            */
+    char api_clients[TB_PATH_MAX];        /* api.clients  file of Z85 CURVE public keys allowed
+                                             to use a tcp:// api.listen (required then)       */
     tb_log_config_t log;
     tb_route_config_t *routes;            /* routes: list (may be empty)                     */
     size_t route_count;
@@ -126,6 +141,11 @@ void tb_node_config_free(tb_node_config_t *cfg);
  * it, tbctl connects to it. Returns buf. */
 char *tb_hub_admin_path(const tb_hub_config_t *cfg, char *buf, size_t len);
 char *tb_node_admin_path(const tb_node_config_t *cfg, char *buf, size_t len);
+
+/* The node's client API endpoint: api.listen, or its default
+ * ipc://<directory of the admin socket path>/tongban-node-<id>.api, written
+ * into buf. The node binds it; libtongban / tbctl connect to it. Returns buf. */
+char *tb_node_api_endpoint(const tb_node_config_t *cfg, char *buf, size_t len);
 
 /* Validators shared with other modules. Return 1 if valid, 0 if not. */
 int tb_config_valid_id(const char *s);          /* [A-Za-z0-9_.-]{1,64}            */

@@ -60,16 +60,7 @@ void hub_status_write(hub_t *self, jsonw_t *w, int with_history)
     jsonw_u64(w, "uptime_s", (tb_now_ms() - self->started_ms) / 1000);
     jsonw_bool(w, "healthy", healthy);
     jsonw_str(w, "health_reason", why);
-    jsonw_obj_begin(w, "ha");            /* one hub until high availability exists */
-    jsonw_str(w, "mode", "single");
-    jsonw_str(w, "active", self->cfg->id);
-    jsonw_arr_begin(w, "hubs");
-    jsonw_obj_begin(w, NULL);
-    jsonw_str(w, "id", self->cfg->id);
-    jsonw_str(w, "role", "active");
-    jsonw_obj_end(w);
-    jsonw_arr_end(w);
-    jsonw_obj_end(w);
+    hub_ha_status_write(self, w);
     jsonw_obj_begin(w, "summary");
     jsonw_u64(w, "nodes", self->npeers);
     jsonw_u64(w, "registered", registered);
@@ -79,10 +70,11 @@ void hub_status_write(hub_t *self, jsonw_t *w, int with_history)
     jsonw_dbl(w, "batches_out_per_s", rate_out);
     jsonw_obj_end(w);
     jsonw_obj_begin(w, "journal");
-    jsonw_u64(w, "bytes", journal_bytes(self->journal));
-    jsonw_u64(w, "segments", journal_segments(self->journal));
-    jsonw_u64(w, "last_seq", journal_last_seq(self->journal));
-    jsonw_u64(w, "durable_seq", journal_durable_seq(self->journal));
+    jsonw_str(w, "store", self->pg ? "postgresql" : "journal");
+    jsonw_u64(w, "bytes", hubstore_bytes(self->store));
+    jsonw_u64(w, "segments", hubstore_segments(self->store));
+    jsonw_u64(w, "last_seq", hubstore_last_seq(self->store));
+    jsonw_u64(w, "durable_seq", hubstore_durable_seq(self->store));
     jsonw_bool(w, "storage_failed", self->storage_failed);
     jsonw_obj_end(w);
     jsonw_obj_begin(w, "totals");
@@ -102,7 +94,7 @@ void hub_status_write(hub_t *self, jsonw_t *w, int with_history)
     }
     jsonw_obj_end(w);
     jsonw_arr_begin(w, "nodes");
-    uint64_t last = journal_last_seq(self->journal);
+    uint64_t last = hubstore_last_seq(self->store);
     for (size_t i = 0; i < self->npeers; i++) {
         const peer_t *p = &self->peers[i];
         int is_revoked = p->reg && p->reg->revoked_ms;
@@ -143,6 +135,51 @@ void hub_status_write(hub_t *self, jsonw_t *w, int with_history)
     jsonw_obj_end(w);
 }
 
+/* The "ha" object: this hub's role and since when, and the hubs seen in
+ * hub_instances (store: postgresql); a single hub otherwise. */
+void hub_ha_status_write(hub_t *self, jsonw_t *w)
+{
+    const ha_instance_t *inst;
+    size_t n = hub_ha_instances(self->ha, &inst);
+    const char *active = self->active ? self->cfg->id : "";
+    for (size_t i = 0; !self->active && i < n; i++)
+        if (strcmp(inst[i].role, "active") == 0 && inst[i].heartbeat_ms_ago < 5000) active = inst[i].id;
+    jsonw_obj_begin(w, "ha");
+    if (!self->pg) {                     /* one hub: the object of docs/api-status.md */
+        jsonw_str(w, "mode", "single");
+        jsonw_str(w, "active", self->cfg->id);
+        jsonw_arr_begin(w, "hubs");
+        jsonw_obj_begin(w, NULL);
+        jsonw_str(w, "id", self->cfg->id);
+        jsonw_str(w, "role", "active");
+        jsonw_obj_end(w);
+        jsonw_arr_end(w);
+        jsonw_obj_end(w);
+        return;
+    }
+    jsonw_str(w, "mode", "active_standby");
+    jsonw_str(w, "role", self->active ? "active" : "standby");
+    jsonw_i64(w, "role_since_unix_ms", self->role_since_wall_ms);
+    jsonw_str(w, "active", active);
+    jsonw_u64(w, "takeovers", self->takeovers);
+    jsonw_u64(w, "fences", self->fences);
+    jsonw_bool(w, "lock_session", hub_ha_connected(self->ha));
+    jsonw_i64(w, "epoch", self->store && hubstore_is_pg(self->store) ? hubstore_epoch(self->store) : 0);
+    jsonw_arr_begin(w, "hubs");
+    for (size_t i = 0; i < n; i++) {
+        jsonw_obj_begin(w, NULL);
+        jsonw_str(w, "id", inst[i].id);
+        jsonw_str(w, "role", inst[i].role);
+        jsonw_str(w, "endpoint", inst[i].endpoint);
+        jsonw_i64(w, "since_unix_ms", inst[i].since_unix_ms);
+        jsonw_i64(w, "heartbeat_ms_ago", inst[i].heartbeat_ms_ago);
+        jsonw_bool(w, "stale", inst[i].heartbeat_ms_ago > 5000);
+        jsonw_obj_end(w);
+    }
+    jsonw_arr_end(w);
+    jsonw_obj_end(w);
+}
+
 static char *status_json(hub_t *self)
 {
     jsonw_t w;
@@ -156,12 +193,25 @@ static char *status_text(hub_t *self)
     jsonw_t w;
     jsonw_init(&w);
     int64_t now = wall_ms();
-    jsonw_raw(&w, "hub %s  version %s  up %llus  journal %llu bytes in %zu segments, last hub_seq %llu%s\n",
+    jsonw_raw(&w, "hub %s  version %s  up %llus  %s %llu bytes in %zu segments, last hub_seq %llu%s\n",
               self->cfg->id, TB_VERSION_STRING,
-              (unsigned long long)((tb_now_ms() - self->started_ms) / 1000),
-              (unsigned long long)journal_bytes(self->journal), journal_segments(self->journal),
-              (unsigned long long)journal_last_seq(self->journal),
+              (unsigned long long)((tb_now_ms() - self->started_ms) / 1000), self->pg ? "postgresql" : "journal",
+              (unsigned long long)hubstore_bytes(self->store), hubstore_segments(self->store),
+              (unsigned long long)hubstore_last_seq(self->store),
               self->storage_failed ? "  STORAGE FAILING" : "");
+    jsonw_raw(&w, "role: %s since %llds ago (%s)  takeovers %llu  fences %llu\n",
+              self->active ? "ACTIVE" : "standby", (long long)((now - self->role_since_wall_ms) / 1000),
+              self->pg ? "store postgresql, advisory lock" : "single hub", (unsigned long long)self->takeovers,
+              (unsigned long long)self->fences);
+    {
+        const ha_instance_t *inst;
+        size_t n = hub_ha_instances(self->ha, &inst);
+        for (size_t i = 0; i < n; i++)
+            jsonw_raw(&w, "  hub %-12s %-8s %-28s since %llds ago, heartbeat %lldms ago%s\n", inst[i].id,
+                      inst[i].role, inst[i].endpoint,
+                      (long long)(inst[i].since_unix_ms ? (now - inst[i].since_unix_ms) / 1000 : -1),
+                      (long long)inst[i].heartbeat_ms_ago, inst[i].heartbeat_ms_ago > 5000 ? " (STALE)" : "");
+    }
     jsonw_raw(&w, "totals: batches in %lu (records %lu), out %lu, duplicates %lu, syncs %lu, refused connections %lu\n",
               self->stats.batches_in, self->stats.records_in, self->stats.batches_out,
               self->stats.duplicates, self->stats.syncs, self->stats.zap_denied);

@@ -343,6 +343,10 @@ tb_err_t cursors_save(cursors_t *self, char *err, size_t errlen)
     tb_err_t rc = TB_OK;
     if (!self) return TB_ERR_INVALID;
     if (!self->dirty) return TB_OK;
+    if (!self->path) {
+        tb_seterr(err, errlen, "cursors kept in memory only have no file");
+        return TB_ERR_INVALID;
+    }
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", self->path) >= sizeof tmp) {
         tb_seterr(err, errlen, "%s: path too long", self->path);
         return TB_ERR_INVALID;
@@ -432,4 +436,19 @@ void cursors_destroy(cursors_t **self)
     free(c->path);
     free(c);
     *self = NULL;
+}
+
+cursors_t *cursors_new_memory(void)
+{
+    return calloc(1, sizeof(cursors_t));
+}
+
+void cursors_each(const cursors_t *self, void (*fn)(void *arg, const char *id, uint64_t hub_seq), void *arg)
+{
+    for (size_t i = 0; self && i < self->n; i++) fn(arg, self->v[i].id, self->v[i].seq);
+}
+
+void cursors_mark_saved(cursors_t *self)
+{
+    if (self) self->dirty = 0;
 }

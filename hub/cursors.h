@@ -51,6 +51,16 @@ size_t cursors_count(const cursors_t *self);
 /* Returns 1 if there are unsaved changes, else 0. */
 int cursors_dirty(const cursors_t *self);
 
+/* Returns an empty set kept in memory only (no file: cursors_save must not
+ * be called; the PostgreSQL store saves it with cursors_each), or NULL. */
+cursors_t *cursors_new_memory(void);
+
+/* Calls fn for every cursor, in id order. */
+void cursors_each(const cursors_t *self, void (*fn)(void *arg, const char *id, uint64_t hub_seq), void *arg);
+
+/* Clears the dirty flag (after the set was saved elsewhere). */
+void cursors_mark_saved(cursors_t *self);
+
 /* Frees *self (without saving) and sets it to NULL (NULL-safe). */
 void cursors_destroy(cursors_t **self);
 

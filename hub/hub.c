@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "crypto.h"
+#include "errbuf.h"
 #include "hub_internal.h"
 #include "log.h"
 #include "pki.h"
@@ -52,7 +53,7 @@ static int peer_revoked(const peer_t *p)
 static const char *zap_lookup(void *arg, const uint8_t key[32])
 {
     hub_t *self = arg;
-    reg_node_t *n = registry_by_key(self->reg, key);
+    reg_node_t *n = self->reg ? registry_by_key(self->reg, key) : NULL;
     return n && !n->revoked_ms ? n->id : NULL;
 }
 
@@ -72,7 +73,7 @@ static int peer_init(hub_t *self, peer_t *p, reg_node_t *reg)
 
 static void peer_fini(peer_t *p)
 {
-    journal_reader_destroy(&p->reader);
+    hubstore_reader_destroy(&p->reader);
     dedup_destroy(&p->dedup);
     free(p->inflight);
     p->inflight = NULL;
@@ -81,7 +82,7 @@ static void peer_fini(peer_t *p)
 /* Forgets what is in flight: the next pump resends from the cursor. */
 static void reset_delivery(peer_t *p)
 {
-    journal_reader_destroy(&p->reader);
+    hubstore_reader_destroy(&p->reader);
     p->ninflight = 0;
 }
 
@@ -135,65 +136,19 @@ static void on_recovered(void *arg, const jrec_t *rec)
 
 /* ---- setup ---- */
 
-tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, char *err,
-                 size_t errlen)
+/* ZAP handler + ROUTER bound on cfg->listen: nodes may connect from now on. */
+static tb_err_t router_bind(hub_t *self, char *err, size_t errlen)
 {
-    tb_err_t rc = TB_ERR_NOMEM;
-    char secret[41], path[TB_PATH_MAX + 32];
-    hub_t *self = calloc(1, sizeof *self);
-    if (!self) return TB_ERR_NOMEM;
-    self->cfg = (tb_hub_config_t *)cfg;
-    self->cfg_path = cfg_path;
-    self->started_ms = tb_now_ms();
-    self->started_wall_ms = wall_ms();
-
-    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "%s: %s", cfg->data_dir, strerror(errno));
-        rc = TB_ERR_IO;
-        goto fail;
-    }
-    snprintf(path, sizeof path, "%s/revoked", cfg->data_dir);
-    if ((rc = registry_load(cfg, path, &self->reg, err, errlen)) != TB_OK) goto fail;
-    snprintf(path, sizeof path, "%s/cursors", cfg->data_dir);
-    if ((rc = cursors_open(path, &self->cursors, err, errlen)) != TB_OK) goto fail;
-    self->peers = calloc(self->reg->n ? self->reg->n : 1, sizeof *self->peers);
-    if (!self->peers) { rc = TB_ERR_NOMEM; goto fail; }
-    for (size_t i = 0; i < self->reg->n; i++) {
-        if (peer_init(self, &self->peers[self->npeers++], &self->reg->nodes[i]) != 0) {
-            rc = TB_ERR_NOMEM;
-            goto fail;
-        }
-    }
-
-    journal_opts_t jo;
-    journal_opts_init(&jo);
-    jo.segment_bytes = (uint64_t)cfg->segment_mb << 20;
-    jo.on_record = on_recovered;
-    jo.arg = self;
-    journal_report_t rep;
-    snprintf(path, sizeof path, "%s/journal", cfg->data_dir);
-    uint64_t t0 = tb_now_ms();
-    if ((rc = journal_open(path, &jo, &self->journal, &rep, err, errlen)) != TB_OK) goto fail;
-    tb_log(TB_LOG_INFO, comp, "journal_recovered",
-           "dir=%s records=%llu segments=%llu bytes=%llu first_seq=%llu last_seq=%llu truncated_bytes=%llu ms=%llu",
-           path, (unsigned long long)rep.records, (unsigned long long)rep.segments,
-           (unsigned long long)rep.bytes, (unsigned long long)rep.first_seq,
-           (unsigned long long)rep.last_seq, (unsigned long long)rep.truncated_bytes,
-           (unsigned long long)(tb_now_ms() - t0));
-    if (rep.truncated_bytes)
-        tb_log(TB_LOG_WARN, comp, "journal_torn_tail", "dir=%s truncated_bytes=%llu", path,
-               (unsigned long long)rep.truncated_bytes);
-
-    rc = tb_pki_read_z85(cfg->curve_secret, 1, secret, err, errlen);
-    if (rc != TB_OK) goto fail;
-    rc = TB_ERR_IO;
-    self->ctx = zmq_ctx_new();
-    if (!self->ctx) goto zfail;
-    /* The ZAP handler must be bound before any CURVE socket accepts peers. */
-    self->zap = zmq_socket(self->ctx, ZMQ_REP);
-    if (!self->zap || zmq_bind(self->zap, "inproc://zeromq.zap.01") != 0) goto zfail;
+    const tb_hub_config_t *cfg = self->cfg;
+    char secret[41];
+    tb_err_t rc = tb_pki_read_z85(cfg->curve_secret, 1, secret, err, errlen);
+    if (rc != TB_OK) return rc;
     self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
-    if (!self->router) goto zfail;
+    if (!self->router) {
+        memset(secret, 0, sizeof secret);
+        snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
+        return TB_ERR_IO;
+    }
     int one = 1, zero = 0;
     int64_t maxmsg = cfg->max_message_bytes;
     int hb_ivl = (int)cfg->heartbeat_ms, hb_to = (int)cfg->heartbeat_timeout_ms;
@@ -210,21 +165,189 @@ tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, 
     zmq_setsockopt(self->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(self->zap, ZMQ_LINGER, &zero, sizeof zero);
+    memset(secret, 0, sizeof secret);
     if (zmq_bind(self->router, cfg->listen) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, zmq_strerror(errno));
+        zmq_close(self->router);
+        self->router = NULL;
+        return TB_ERR_IO;
+    }
+    return TB_OK;
+}
+
+/* Stops serving: ROUTER closed (every node connection cut), in-flight
+ * state, peers, registry and store dropped. NULL-safe on each part. */
+static void deactivate(hub_t *self)
+{
+    if (self->router) {
+        zmq_close(self->router);
+        self->router = NULL;
+    }
+    for (size_t i = 0; i < self->npeers; i++) peer_fini(&self->peers[i]);
+    free(self->peers);
+    self->peers = NULL;
+    self->npeers = 0;
+    self->nacks = 0;
+    if (self->cursors && self->store && !hubstore_broken(self->store) && !self->pg) {
+        char err[TB_ERRLEN];
+        if (hubstore_cursors_save(self->store, self->cursors, err, sizeof err) != TB_OK)
+            tb_log(TB_LOG_ERROR, comp, "cursors_save_failed", "error=\"%s\"", err);
+    }
+    cursors_destroy(&self->cursors);
+    hubstore_destroy(&self->store);
+    registry_destroy(&self->reg);
+    self->storage_failed = 0;
+    self->active = 0;
+}
+
+/* Loads the registry, recovers the store (journal, or PostgreSQL claimed
+ * under a new epoch), rebuilds dedup memory and backlogs, binds the ROUTER.
+ * On error everything is undone (err names the cause). */
+static tb_err_t make_peers(hub_t *self)
+{
+    self->peers = calloc(self->reg->n ? self->reg->n : 1, sizeof *self->peers);
+    if (!self->peers) return TB_ERR_NOMEM;
+    for (size_t i = 0; i < self->reg->n; i++)
+        if (peer_init(self, &self->peers[self->npeers++], &self->reg->nodes[i]) != 0) return TB_ERR_NOMEM;
+    return TB_OK;
+}
+
+/* pgstore_open's hook: cursors and revocations from the tables, then the peers. */
+static tb_err_t pg_before_recovery(void *arg, pgstore_t *pg, char *err, size_t errlen)
+{
+    hub_t *self = arg;
+    tb_err_t rc;
+    if ((rc = pgstore_cursors_load(pg, self->cursors, err, errlen)) != TB_OK) return rc;
+    if ((rc = pgstore_revoked_load(pg, self->reg, err, errlen)) != TB_OK) return rc;
+    if ((rc = make_peers(self)) != TB_OK) tb_seterr(err, errlen, "out of memory");
+    return rc;
+}
+
+static tb_err_t activate(hub_t *self, char *err, size_t errlen)
+{
+    const tb_hub_config_t *cfg = self->cfg;
+    char path[TB_PATH_MAX + 32];
+    tb_err_t rc;
+    uint64_t t0 = tb_now_ms();
+    snprintf(path, sizeof path, "%s/revoked", cfg->data_dir);
+    if ((rc = registry_load(cfg, path, &self->reg, err, errlen)) != TB_OK) goto fail;
+    if (self->pg) {
+        self->cursors = cursors_new_memory();
+        if (!self->cursors) { rc = TB_ERR_NOMEM; goto fail; }
+    } else {
+        snprintf(path, sizeof path, "%s/cursors", cfg->data_dir);
+        if ((rc = cursors_open(path, &self->cursors, err, errlen)) != TB_OK) goto fail;
+    }
+    if (self->pg) {
+        /* cursors and revocations come from the tables, before the peers
+         * take their cursors and the recovery counts backlogs */
+        char app[96];
+        snprintf(app, sizeof app, "tongban-hub:%s:data", cfg->id);
+        pgstore_opts_t po;
+        memset(&po, 0, sizeof po);
+        po.conninfo = cfg->pg_conninfo;
+        po.app_name = app;
+        po.timeout_ms = cfg->pg_timeout_ms;
+        po.holder = cfg->id;
+        po.lock_pid = hub_ha_lock_pid(self->ha);
+        po.verify_chain = 1;
+        po.before_recovery = pg_before_recovery;
+        po.on_record = on_recovered;
+        po.arg = self;
+        pgstore_t *pg = NULL;
+        pgstore_report_t prep;
+        if ((rc = pgstore_open(&po, &pg, &prep, err, errlen)) != TB_OK) goto fail;
+        self->store = hubstore_pg(pg);
+        if (!self->store) { pgstore_destroy(&pg); rc = TB_ERR_NOMEM; goto fail; }
+        tb_log(TB_LOG_INFO, comp, "store_recovered",
+               "store=postgresql epoch=%lld records=%llu bytes=%llu first_seq=%llu last_seq=%llu ms=%llu",
+               (long long)prep.epoch, (unsigned long long)prep.records, (unsigned long long)prep.bytes,
+               (unsigned long long)prep.first_seq, (unsigned long long)prep.last_seq,
+               (unsigned long long)(tb_now_ms() - t0));
+    } else {
+        if ((rc = make_peers(self)) != TB_OK) goto fail;
+        journal_opts_t jo;
+        journal_opts_init(&jo);
+        jo.segment_bytes = (uint64_t)cfg->segment_mb << 20;
+        jo.on_record = on_recovered;
+        jo.arg = self;
+        journal_report_t rep;
+        journal_t *j = NULL;
+        snprintf(path, sizeof path, "%s/journal", cfg->data_dir);
+        if ((rc = journal_open(path, &jo, &j, &rep, err, errlen)) != TB_OK) goto fail;
+        self->store = hubstore_journal(j);
+        if (!self->store) { journal_destroy(&j); rc = TB_ERR_NOMEM; goto fail; }
+        tb_log(TB_LOG_INFO, comp, "journal_recovered",
+               "dir=%s records=%llu segments=%llu bytes=%llu first_seq=%llu last_seq=%llu truncated_bytes=%llu ms=%llu",
+               path, (unsigned long long)rep.records, (unsigned long long)rep.segments,
+               (unsigned long long)rep.bytes, (unsigned long long)rep.first_seq,
+               (unsigned long long)rep.last_seq, (unsigned long long)rep.truncated_bytes,
+               (unsigned long long)(tb_now_ms() - t0));
+        if (rep.truncated_bytes)
+            tb_log(TB_LOG_WARN, comp, "journal_torn_tail", "dir=%s truncated_bytes=%llu", path,
+                   (unsigned long long)rep.truncated_bytes);
+    }
+    if ((rc = router_bind(self, err, errlen)) != TB_OK) goto fail;
+    self->active = 1;
+    self->activated_ms = tb_now_ms();
+    self->first_ack_logged = 0;
+    return TB_OK;
+fail:
+    deactivate(self);
+    return rc;
+}
+
+tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, char *err,
+                 size_t errlen)
+{
+    tb_err_t rc = TB_ERR_NOMEM;
+    hub_t *self = calloc(1, sizeof *self);
+    if (!self) return TB_ERR_NOMEM;
+    self->cfg = (tb_hub_config_t *)cfg;
+    self->cfg_path = cfg_path;
+    self->started_ms = tb_now_ms();
+    self->started_wall_ms = self->role_since_wall_ms = wall_ms();
+    self->pg = strcmp(cfg->store, "postgresql") == 0;
+
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", cfg->data_dir, strerror(errno));
         rc = TB_ERR_IO;
+        goto fail;
+    }
+    rc = TB_ERR_IO;
+    self->ctx = zmq_ctx_new();
+    if (!self->ctx) goto zfail;
+    /* The ZAP handler must be bound before any CURVE socket accepts peers. */
+    self->zap = zmq_socket(self->ctx, ZMQ_REP);
+    if (!self->zap || zmq_bind(self->zap, "inproc://zeromq.zap.01") != 0) goto zfail;
+    int zero = 0;
+    zmq_setsockopt(self->zap, ZMQ_LINGER, &zero, sizeof zero);
+    if (self->pg) {
+        /* standby until the lock is ours: the ROUTER is not bound, nodes
+         * are refused; the loop's first tick tries the lock */
+        self->ha = hub_ha_new(cfg->pg_conninfo, cfg->pg_lock_key, cfg->id,
+                              cfg->advertise[0] ? cfg->advertise : cfg->listen, cfg->pg_timeout_ms,
+                              cfg->pg_check_ms);
+        if (!self->ha) { rc = TB_ERR_NOMEM; goto fail; }
+        /* the registry must be sound before standing by for hours */
+        registry_t *probe = NULL;
+        char path[TB_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/revoked", cfg->data_dir);
+        if ((rc = registry_load(cfg, path, &probe, err, errlen)) != TB_OK) goto fail;
+        registry_destroy(&probe);
+        char secret[41];
+        if ((rc = tb_pki_read_z85(cfg->curve_secret, 1, secret, err, errlen)) != TB_OK) goto fail;
+        memset(secret, 0, sizeof secret);
+    } else if ((rc = activate(self, err, errlen)) != TB_OK) {
         goto fail;
     }
     if ((rc = hub_admin_bind(self, err, errlen)) != TB_OK) goto fail;
     if ((rc = hub_metrics_start(self, err, errlen)) != TB_OK) goto fail;
-    memset(secret, 0, sizeof secret);
     *out = self;
     return TB_OK;
 zfail:
     snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
 fail:
-    memset(secret, 0, sizeof secret);
     hub_destroy(&self);
     return rc;
 }
@@ -234,21 +357,17 @@ void hub_destroy(hub_t **selfp)
     hub_t *self = selfp ? *selfp : NULL;
     if (!self) return;
     hub_metrics_stop(self);                /* first: joins the HTTP threads */
-    if (self->router) zmq_close(self->router);
+    if (self->pg && self->active && self->store && !hubstore_broken(self->store)) {
+        char err[TB_ERRLEN];
+        if (hubstore_cursors_save(self->store, self->cursors, err, sizeof err) != TB_OK)
+            tb_log(TB_LOG_ERROR, comp, "cursors_save_failed", "error=\"%s\"", err);
+    }
+    deactivate(self);
+    hub_ha_destroy(&self->ha);
     if (self->zap) zmq_close(self->zap);
     if (self->admin) zmq_close(self->admin);
     if (self->ctx) zmq_ctx_term(self->ctx);
-    for (size_t i = 0; i < self->npeers; i++) peer_fini(&self->peers[i]);
-    free(self->peers);
     free(self->acks);
-    if (self->cursors) {
-        char err[TB_ERRLEN];
-        if (cursors_save(self->cursors, err, sizeof err) != TB_OK)
-            tb_log(TB_LOG_ERROR, comp, "cursors_save_failed", "error=\"%s\"", err);
-    }
-    cursors_destroy(&self->cursors);
-    journal_destroy(&self->journal);
-    registry_destroy(&self->reg);
     free(self);
     *selfp = NULL;
 }
@@ -356,7 +475,7 @@ static void advance_cursor(hub_t *self, peer_t *p)
         p->ninflight -= k;
     }
     if (p->ninflight == 0 && p->reader) {
-        uint64_t pos = journal_reader_pos(p->reader);
+        uint64_t pos = hubstore_reader_pos(p->reader);
         if (pos > c) c = pos;
     }
     if (c != p->cursor) {
@@ -369,8 +488,18 @@ static void pump(hub_t *self, peer_t *p, uint64_t now)
 {
     char err[TB_ERRLEN];
     if (!p->online || peer_revoked(p)) return;
+    if (!self->store || hubstore_broken(self->store)) return;
     if (!p->reader) {
-        tb_err_t rc = journal_reader_new(self->journal, p->cursor, &p->reader, err, sizeof err);
+        /* the destinations p receives (registry_wants), for the SQL filter */
+        const char *dests[1 + 64];
+        char topics[64][TB_ID_MAX + 8];
+        size_t nd = 0;
+        dests[nd++] = p->id;
+        for (size_t k = 0; k < p->reg->nsubs && k < 64; k++) {
+            snprintf(topics[k], sizeof topics[k], "topic:%s", p->reg->subs[k]);
+            dests[nd++] = topics[k];
+        }
+        tb_err_t rc = hubstore_reader_new(self->store, p->cursor, dests, nd, &p->reader, err, sizeof err);
         if (rc != TB_OK) {
             tb_log(TB_LOG_ERROR, comp, "journal_read_failed", "node=%s cursor=%llu error=\"%s\"", p->id,
                    (unsigned long long)p->cursor, err);
@@ -381,7 +510,7 @@ static void pump(hub_t *self, peer_t *p, uint64_t now)
     while (p->ninflight < (size_t)self->cfg->deliver_window) {
         jrec_t rec;
         int got = 0;
-        tb_err_t rc = journal_reader_next(p->reader, want_dest, p, &rec, &got, err, sizeof err);
+        tb_err_t rc = hubstore_reader_next(p->reader, want_dest, p, &rec, &got, err, sizeof err);
         if (rc != TB_OK) {
             tb_log(TB_LOG_ERROR, comp, "journal_read_failed", "node=%s error=\"%s\"", p->id, err);
             break;
@@ -539,7 +668,7 @@ static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
         goto done;
     }
     uint64_t hub_seq = 0;
-    rc = journal_append(self->journal, p->id, b->seq, b->dest, raw, raw_len, &hub_seq, err, sizeof err);
+    rc = hubstore_append(self->store, p->id, b->seq, b->dest, raw, raw_len, &hub_seq, err, sizeof err);
     if (rc != TB_OK) {
         if (!self->storage_failed)
             tb_log(TB_LOG_ERROR, comp, "journal_append_failed", "error=\"%s\"", err);
@@ -571,14 +700,40 @@ done:
     tongban__signed_batch__free_unpacked(sb, NULL);
 }
 
+/* Stops serving at once (store: postgresql): the lock or the database is
+ * lost, or another hub claimed the store. ROUTER closed, in-flight state
+ * dropped, lock released; back to standby (the loop tries the lock again). */
+static void fence(hub_t *self, const char *reason, const char *detail)
+{
+    if (!self->active) return;
+    tb_log(TB_LOG_ERROR, comp, "fenced", "hub=%s reason=%s unix_ms=%lld detail=\"%s\" action=standby",
+           self->cfg->id, reason, (long long)wall_ms(), detail ? detail : "");
+    deactivate(self);
+    hub_ha_release(self->ha, reason);
+    self->fences++;
+    self->role_since_wall_ms = wall_ms();
+}
+
 /* Group commit: one fsync for everything journaled in this burst, then the
  * Acks, then deliveries of what just became durable. */
 static void flush(hub_t *self, uint64_t now)
 {
     if (self->nacks == 0) return;
     char err[TB_ERRLEN];
-    if (journal_durable_seq(self->journal) < journal_last_seq(self->journal)) {
-        if (journal_sync(self->journal, err, sizeof err) != TB_OK) {
+    if (!self->store) {
+        self->nacks = 0;
+        return;
+    }
+    if (hubstore_durable_seq(self->store) < hubstore_last_seq(self->store)) {
+        if (self->pg && hubstore_sync(self->store, err, sizeof err) != TB_OK) {
+            /* not committed, or not known to be: nothing is acked; the
+             * senders resend to whichever hub is active next, and its
+             * recovery tells what was really committed */
+            self->nacks = 0;
+            fence(self, "commit_failed", err);
+            return;
+        }
+        if (!self->pg && hubstore_sync(self->store, err, sizeof err) != TB_OK) {
             /* After a failed fdatasync the kernel may have dropped the data
              * and a retry could falsely succeed: nothing is acked, and the
              * hub stops (fail-stop, as PostgreSQL does); recovery at the
@@ -601,6 +756,11 @@ static void flush(hub_t *self, uint64_t now)
         f.kind_case = TONGBAN__FRAME__KIND_ACK;
         f.ack = &ack;
         if (send_to(self, self->acks[i].peer, &f) == TB_OK) self->stats.acks_out++;
+    }
+    if (self->pg && !self->first_ack_logged && self->stats.acks_out) {
+        self->first_ack_logged = 1;
+        tb_log(TB_LOG_INFO, comp, "first_ack", "unix_ms=%lld ms_since_active=%llu", (long long)wall_ms(),
+               (unsigned long long)(tb_now_ms() - self->activated_ms));
     }
     self->nacks = 0;
     for (size_t i = 0; i < self->npeers; i++) pump(self, &self->peers[i], now);
@@ -776,7 +936,11 @@ static void broadcast_directory(hub_t *self)
 
 tb_err_t hub_revoke(hub_t *self, const char *id, char *err, size_t errlen)
 {
-    tb_err_t rc = registry_revoke(self->reg, id, err, errlen);
+    if (!self->active) {
+        tb_seterr(err, errlen, "this hub is standby: revoke on the active hub");
+        return TB_ERR_UNAVAILABLE;
+    }
+    tb_err_t rc = hubstore_revoke(self->store, self->reg, id, err, errlen);
     if (rc != TB_OK) return rc;
     peer_t *p = peer_by_id(self, id);
     if (p && p->online) {
@@ -798,6 +962,11 @@ tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
     registry_t *reg = NULL;
     char path[TB_PATH_MAX + 32];
     if (!cfg) return TB_ERR_NOMEM;
+    if (!self->active) {
+        free(cfg);
+        tb_seterr(err, errlen, "this hub is standby: it reads the registry when it becomes active");
+        return TB_ERR_UNAVAILABLE;
+    }
     tb_err_t rc = tb_hub_config_load(self->cfg_path, cfg, &errs);
     if (rc != TB_OK) {
         for (size_t i = 0; i < errs.count; i++)
@@ -808,6 +977,7 @@ tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
     }
     snprintf(path, sizeof path, "%s/revoked", self->cfg->data_dir);
     if ((rc = registry_load(cfg, path, &reg, err, errlen)) != TB_OK) goto fail;
+    if (self->pg && (rc = hubstore_revoked_load(self->store, reg, err, errlen)) != TB_OK) goto fail;
     if (strcmp(cfg->listen, self->cfg->listen) || strcmp(cfg->data_dir, self->cfg->data_dir) ||
         strcmp(cfg->curve_secret, self->cfg->curve_secret) ||
         cfg->deliver_window != self->cfg->deliver_window || strcmp(cfg->http_listen, self->cfg->http_listen) ||
@@ -857,6 +1027,7 @@ static void on_timer(hub_t *self, uint64_t now)
     char err[TB_ERRLEN];
     hub_console_tick(self, now);         /* the console's history and node trends */
     hub_metrics_tick(self);              /* the /metrics and /healthz snapshot, when due */
+    if (!self->active) return;
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = &self->peers[i];
         if (p->online && now - p->last_seen_ms > (uint64_t)self->cfg->heartbeat_timeout_ms)
@@ -873,7 +1044,7 @@ static void on_timer(hub_t *self, uint64_t now)
     }
     if (now - self->last_save_ms >= SAVE_EVERY_MS) {
         self->last_save_ms = now;
-        if (cursors_save(self->cursors, err, sizeof err) != TB_OK)
+        if (hubstore_cursors_save(self->store, self->cursors, err, sizeof err) != TB_OK)
             tb_log(TB_LOG_ERROR, comp, "cursors_save_failed", "error=\"%s\"", err);
     }
     if (now - self->last_rate_ms >= RATE_EVERY_MS) {
@@ -894,7 +1065,7 @@ static void on_timer(hub_t *self, uint64_t now)
             if (self->peers[i].reg && self->peers[i].cursor < min) min = self->peers[i].cursor;
         size_t removed = 0;
         if (min != UINT64_MAX &&
-            journal_gc(self->journal, min, (int64_t)self->cfg->retention_hours * 3600000, &removed, err,
+            hubstore_gc(self->store, min, (int64_t)self->cfg->retention_hours * 3600000, &removed, err,
                        sizeof err) != TB_OK)
             tb_log(TB_LOG_ERROR, comp, "journal_gc_failed", "error=\"%s\"", err);
         else if (removed)
@@ -908,15 +1079,48 @@ static void on_timer(hub_t *self, uint64_t now)
                "zap_denied=%lu malformed=%lu journal_bytes=%llu",
                self->stats.batches_in, self->stats.records_in, self->stats.batches_out,
                self->stats.acks_out, self->stats.duplicates, self->stats.syncs, self->stats.zap_denied,
-               self->stats.malformed_frames, (unsigned long long)journal_bytes(self->journal));
+               self->stats.malformed_frames, (unsigned long long)hubstore_bytes(self->store));
+    }
+}
+
+/* store: postgresql -- the lock: become active when it is ours, fence at
+ * once when it is lost or the store broke. */
+static void ha_step(hub_t *self, uint64_t now)
+{
+    char err[TB_ERRLEN];
+    if (!self->ha) return;
+    if (self->active && hubstore_broken(self->store)) {
+        fence(self, "store_lost", "the data session failed, timed out or was fenced");
+        return;
+    }
+    ha_event_t ev = hub_ha_tick(self->ha, now);
+    if (ev == HA_LOST && self->active) {
+        fence(self, "lock_lost", "the lock session failed its check");
+    } else if (ev == HA_ACQUIRED) {
+        uint64_t t0 = tb_now_ms();
+        if (activate(self, err, sizeof err) != TB_OK) {
+            tb_log(TB_LOG_ERROR, comp, "activate_failed", "error=\"%s\" action=standby", err);
+            hub_ha_release(self->ha, "activate_failed");
+            return;
+        }
+        self->takeovers++;
+        self->role_since_wall_ms = wall_ms();
+        self->last_stats_ms = self->last_rate_ms = self->last_gc_ms = self->last_save_ms = now;
+        tb_log(TB_LOG_INFO, comp, "active", "hub=%s listen=%s unix_ms=%lld nodes=%zu last_seq=%llu recovery_ms=%llu",
+               self->cfg->id, self->cfg->listen, (long long)wall_ms(), self->npeers,
+               (unsigned long long)hubstore_last_seq(self->store), (unsigned long long)(tb_now_ms() - t0));
     }
 }
 
 tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
-    tb_log(TB_LOG_INFO, comp, "started", "hub=%s listen=%s nodes=%zu topics=%zu journal_last_seq=%llu version=%s",
-           self->cfg->id, self->cfg->listen, self->npeers, self->reg->ntopics,
-           (unsigned long long)journal_last_seq(self->journal), TB_VERSION_STRING);
+    if (self->active)
+        tb_log(TB_LOG_INFO, comp, "started", "hub=%s listen=%s nodes=%zu topics=%zu journal_last_seq=%llu version=%s",
+               self->cfg->id, self->cfg->listen, self->npeers, self->reg->ntopics,
+               (unsigned long long)hubstore_last_seq(self->store), TB_VERSION_STRING);
+    else
+        tb_log(TB_LOG_INFO, comp, "started", "hub=%s listen=%s store=postgresql role=standby version=%s",
+               self->cfg->id, self->cfg->listen, TB_VERSION_STRING);
     self->last_stats_ms = self->last_rate_ms = self->last_gc_ms = tb_now_ms();
     while (!*stop && !self->fatal) {
         if (reload && *reload) {
@@ -925,12 +1129,14 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
             if (hub_reload(self, err, sizeof err) != TB_OK)
                 tb_log(TB_LOG_ERROR, comp, "reload_failed", "error=\"%s\"", err);
         }
-        zmq_pollitem_t items[] = {
+        ha_step(self, tb_now_ms());
+        zmq_pollitem_t items[3] = {
             { self->zap, 0, ZMQ_POLLIN, 0 },
-            { self->router, 0, ZMQ_POLLIN, 0 },
             { self->admin, 0, ZMQ_POLLIN, 0 },
+            { self->router, 0, ZMQ_POLLIN, 0 },
         };
-        int n = zmq_poll(items, 3, TIMER_MS);
+        int nitems = self->router ? 3 : 2;
+        int n = zmq_poll(items, nitems, TIMER_MS);
         if (n < 0 && errno != EINTR) {
             tb_log(TB_LOG_ERROR, comp, "poll_failed", "error=\"%s\"", zmq_strerror(errno));
             return TB_ERR_IO;
@@ -947,7 +1153,7 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
                 const reg_node_t *rn = NULL;
                 if (k && strlen(k + 4) == 40) {
                     memcpy(z85, k + 4, 41);
-                    if (zmq_z85_decode(key, z85)) rn = registry_by_key(self->reg, key);
+                    if (self->reg && zmq_z85_decode(key, z85)) rn = registry_by_key(self->reg, key);
                 }
                 if (rn && rn->revoked_ms)
                     tb_log(TB_LOG_WARN, comp, "connection_refused", "reason=revoked node=%s %s", rn->id, who);
@@ -955,8 +1161,8 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
                     tb_log(TB_LOG_WARN, comp, "connection_refused", "reason=unregistered_key %s", who);
             }
         }
-        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
-            for (int i = 0; i < BURST_MAX; i++) {
+        if (n > 0 && nitems == 3 && (items[2].revents & ZMQ_POLLIN)) {
+            for (int i = 0; i < BURST_MAX && self->router; i++) {
                 int ev = 0;
                 size_t evlen = sizeof ev;
                 if (zmq_getsockopt(self->router, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN))
@@ -965,7 +1171,7 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
             }
             flush(self, now);
         }
-        if (n > 0 && (items[2].revents & ZMQ_POLLIN)) hub_admin_handle(self);
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) hub_admin_handle(self);
         if (now - self->last_timer_ms >= TIMER_MS) {
             self->last_timer_ms = now;
             on_timer(self, now);
@@ -974,10 +1180,10 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
     if (self->fatal) return TB_ERR_IO;
     flush(self, tb_now_ms());
     char err[TB_ERRLEN];
-    if (journal_sync(self->journal, err, sizeof err) != TB_OK)
+    if (self->store && !self->pg && hubstore_sync(self->store, err, sizeof err) != TB_OK)
         tb_log(TB_LOG_ERROR, comp, "journal_sync_failed", "error=\"%s\"", err);
     tb_log(TB_LOG_INFO, comp, "stopped", "batches_in=%lu batches_out=%lu journal_last_seq=%llu",
            self->stats.batches_in, self->stats.batches_out,
-           (unsigned long long)journal_last_seq(self->journal));
+           (unsigned long long)hubstore_last_seq(self->store));
     return TB_OK;
 }

@@ -12,7 +12,10 @@
 #include "dedup.h"
 #include "httpd.h"
 #include "hub.h"
+#include "ha.h"
+#include "hubstore.h"
 #include "journal.h"
+#include "jsonw.h"
 #include "metrics.h"
 #include "registry.h"
 
@@ -38,7 +41,7 @@ typedef struct {
     uint64_t last_seen_ms;
     int64_t last_seen_wall_ms;
     /* delivery to this node */
-    journal_reader_t *reader;     /* NULL: (re)create from cursor */
+    hubstore_reader_t *reader;    /* NULL: (re)create from cursor */
     uint64_t cursor;              /* every record for it up to here is acked */
     inflight_t *inflight;         /* window, in hub_seq order */
     size_t ninflight;
@@ -64,7 +67,7 @@ struct hub {
     const char *cfg_path;
     void *ctx, *router, *zap, *admin;
     registry_t *reg;
-    journal_t *journal;
+    hubstore_t *store;            /* journal or PostgreSQL; NULL while standby */
     cursors_t *cursors;
     peer_t *peers;
     size_t npeers;
@@ -74,6 +77,13 @@ struct hub {
     int64_t started_wall_ms;
     int storage_failed;           /* journal refused a write: Nack until it works again */
     int fatal;                    /* journal sync failed: stop serving */
+    int pg;                       /* store: postgresql (active / standby) */
+    hub_ha_t *ha;                 /* the lock session (store: postgresql), else NULL */
+    int active;                   /* serving: ROUTER bound, state recovered */
+    int64_t role_since_wall_ms;   /* when the current role (active / standby) began */
+    uint64_t fences, takeovers;   /* times this hub fenced itself / became active */
+    uint64_t activated_ms;        /* monotonic, at the last activation */
+    int first_ack_logged;         /* the first Ack after an activation was logged */
     hub_stats_t stats;
     tb_metrics_t *metrics;        /* metrics_hub.c; NULL until the first render */
     tb_httpd_t *httpd;            /* /metrics and /healthz; NULL when http.listen is empty */
@@ -87,6 +97,8 @@ void hub_admin_handle(hub_t *self);
 /* admin.c: writes the status object (docs/api-status.md) into w; with
  * with_history the console's "history" too (GET /api/status). */
 void hub_status_write(hub_t *self, jsonw_t *w, int with_history);
+/* admin.c: writes the "ha" object (role, since when, the hubs seen). */
+void hub_ha_status_write(hub_t *self, jsonw_t *w);
 /* metrics_hub.c: serves /metrics and /healthz when http.listen is set
  * (nothing to do otherwise). Returns TB_OK or the error (err filled). */
 tb_err_t hub_metrics_start(hub_t *self, char *err, size_t errlen);

@@ -106,6 +106,10 @@ int hub_metrics_health(const hub_t *self, char *why, size_t whylen)
         snprintf(why, whylen, "journal not writable: batches are refused (reason storage)");
         return 0;
     }
+    if (self->pg && !self->active) {
+        snprintf(why, whylen, "standby: waiting for the lock (another hub is active)");
+        return 1;
+    }
     snprintf(why, whylen, "ok");
     return 1;
 }
@@ -119,7 +123,7 @@ static tb_err_t update(hub_t *self)
 #define SET(id, labels, v) do { tb_err_t e_ = tb_metrics_set(m, id, labels, (double)(v)); if (e_ != TB_OK) rc = e_; } while (0)
     for (size_t i = 0; i < self->npeers; i++) {
         const peer_t *p = &self->peers[i];
-        uint64_t last = journal_last_seq(self->journal);
+        uint64_t last = hubstore_last_seq(self->store);
         tb_metrics_labels(l, sizeof l, "node", p->id, (char *)NULL);
         SET(M_BATCHES_IN, l, p->batches_in);
         SET(M_RECORDS_IN, l, p->records_in);
@@ -144,10 +148,10 @@ static tb_err_t update(hub_t *self)
     SET(M_MALFORMED, NULL, self->stats.malformed_frames);
     SET(M_ACKS_OUT, NULL, self->stats.acks_out);
     SET(M_SYNCS, NULL, self->stats.syncs);
-    SET(M_JOURNAL_BYTES, NULL, journal_bytes(self->journal));
-    SET(M_JOURNAL_SEGMENTS, NULL, journal_segments(self->journal));
-    SET(M_JOURNAL_LAST_SEQ, NULL, journal_last_seq(self->journal));
-    SET(M_JOURNAL_DURABLE_SEQ, NULL, journal_durable_seq(self->journal));
+    SET(M_JOURNAL_BYTES, NULL, hubstore_bytes(self->store));
+    SET(M_JOURNAL_SEGMENTS, NULL, hubstore_segments(self->store));
+    SET(M_JOURNAL_LAST_SEQ, NULL, hubstore_last_seq(self->store));
+    SET(M_JOURNAL_DURABLE_SEQ, NULL, hubstore_durable_seq(self->store));
     SET(M_STORAGE_FAILED, NULL, self->storage_failed);
     SET(M_START_TIME, NULL, (double)self->started_wall_ms / 1000.0);
     tb_metrics_labels(l, sizeof l, "version", TB_VERSION_STRING, "hub", self->cfg->id, (char *)NULL);

@@ -8,7 +8,12 @@
  *                          [--idle-exit-ms MS] [--no-verify]
  *   tb_lightnode both      COMMON + the options of both, on one connection
  *   COMMON: --endpoint tcp://H:P --hub-public Z85 --curve-dir DIR (curve.key, curve.pub)
- *           --node ID [--timeout-ms 60000] [--ca CA.crt] [--json]
+ *           --node ID [--timeout-ms 60000] [--ca CA.crt] [--json] [--failover-ms 2000]
+ *   --endpoint may be given several times (hubs of one active / standby
+ *   group, same CURVE key): the node connects to the first; when it gets no
+ *   Welcome, or hears nothing, for --failover-ms it moves to the next (round
+ *   robin, a fresh socket) and, once welcomed, resends every unacked batch.
+ *   Each move is printed ("failover from=... to=...") and counted (failovers).
  *
  * publish: N batches of M RecordUpsert entries (catalog "bench", key
  *   "<node>-<seq>-<i>", origin = node, hlc increasing, body
@@ -83,9 +88,10 @@ enum { M_PUB = 1, M_SUB = 2, M_ALL = 3 };
 
 typedef struct {
     int pub, sub;
-    const char *mode, *endpoint, *hub_public, *curve_dir, *node, *ca, *key, *cert, *dest;
+    const char *mode, *endpoints[8], *hub_public, *curve_dir, *node, *ca, *key, *cert, *dest;
     uint64_t timeout_ms, batches, entries, entry_bytes, window, first_seq, resend_ms;
-    uint64_t expect_batches, expect_entries, idle_exit_ms;
+    uint64_t expect_batches, expect_entries, idle_exit_ms, failover_ms;
+    size_t nendpoints;
     int json, no_verify;
 } opts_t;
 
@@ -103,7 +109,8 @@ typedef struct {
 #define ONUM(n, f, lo, hi, m) { n, O_NUM, offsetof(opts_t, f), lo, hi, m }
 #define OFLAG(n, f, m) { n, O_FLAG, offsetof(opts_t, f), 0, 0, m }
 static const optdef_t optdefs[] = {
-    OSTR("--endpoint", endpoint, M_ALL),
+    OSTR("--endpoint", endpoints, M_ALL),
+    ONUM("--failover-ms", failover_ms, 200, 600000, M_ALL),
     OSTR("--hub-public", hub_public, M_ALL),
     OSTR("--curve-dir", curve_dir, M_ALL),
     OSTR("--node", node, M_ALL),
@@ -175,6 +182,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
     o->entry_bytes = 512;
     o->window = 8;
     o->resend_ms = 3000;
+    o->failover_ms = 2000;
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
         return RC_OK;
@@ -201,6 +209,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
         }
         if (i + 1 >= argc) return bad_usage("%s needs a value", d->name);
         const char *v = argv[++i];
+        if (d->kind == O_STR && d->off == offsetof(opts_t, endpoints)) {
+            if (o->nendpoints == sizeof o->endpoints / sizeof o->endpoints[0])
+                return bad_usage("--endpoint: at most %zu", sizeof o->endpoints / sizeof o->endpoints[0]);
+            o->endpoints[o->nendpoints++] = v;
+            continue;
+        }
         if (d->kind == O_STR) {
             *(const char **)field = v;
             continue;
@@ -211,7 +225,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
                              d->max);
         *(uint64_t *)field = x;
     }
-    if (!o->endpoint || !o->hub_public || !o->curve_dir || !o->node)
+    if (!o->nendpoints || !o->hub_public || !o->curve_dir || !o->node)
         return bad_usage("--endpoint, --hub-public, --curve-dir and --node are required");
     if (strlen(o->hub_public) != 40) return bad_usage("--hub-public: expected a 40-character Z85 key");
     if (!tb_config_valid_id(o->node)) return bad_usage("--node: \"%s\" is not a node id", o->node);
@@ -288,6 +302,11 @@ typedef struct {
     int welcomed, ever_welcomed, blocked;
     uint64_t ooo_resend_ms;       /* last resend of everything after Nack out_of_order */
     uint64_t start_ms, welcome_ms, last_heard_ms, last_hello_ms, last_hb_ms;
+    /* failover between --endpoint values */
+    size_t ep;                    /* index of the current endpoint */
+    uint64_t ep_since_ms;         /* connected to it since */
+    uint64_t failovers;
+    char secret[41], public[41];
     /* publish */
     slot_t *slots;
     uint64_t seq0, seq_end, next_seq, oldest, hlc;
@@ -968,9 +987,9 @@ static void on_welcome(ln_t *self, const Tongban__Welcome *w, uint64_t now)
             unacked++;
         }
     }
-    fprintf(stderr, "tb_lightnode %s: %s hub=%s directory=%zu unacked=%zu\n", self->o->node,
-            self->ever_welcomed ? "welcomed again" : "welcomed", w->hub_id ? w->hub_id : "", self->ndir,
-            unacked);
+    fprintf(stderr, "tb_lightnode %s: %s hub=%s endpoint=%s directory=%zu unacked=%zu at_ms=%" PRIu64 "\n",
+            self->o->node, self->ever_welcomed ? "welcomed again" : "welcomed", w->hub_id ? w->hub_id : "",
+            self->o->endpoints[self->ep], self->ndir, unacked, now_real_ms());
     if (!self->ever_welcomed) self->welcome_ms = now;
     self->welcomed = self->ever_welcomed = 1;
 }
@@ -1054,8 +1073,43 @@ static int finished(const ln_t *self, uint64_t now)
     return 0;
 }
 
+static int ln_connect(ln_t *self, char *err, size_t errlen);
+
+/* Moves to the next endpoint: a fresh socket (nothing queued for the old
+ * hub survives), Hello at once; unacked batches go again after the Welcome. */
+static void failover(ln_t *self, uint64_t now, const char *why)
+{
+    char err[256];
+    size_t from = self->ep;
+    self->ep = (self->ep + 1) % self->o->nendpoints;
+    fprintf(stderr, "tb_lightnode %s: failover from=%s to=%s reason=%s\n", self->o->node,
+            self->o->endpoints[from], self->o->endpoints[self->ep], why);
+    self->failovers++;
+    zmq_close(self->sock);
+    self->sock = NULL;
+    self->ndacks = 0;             /* for the old hub; the new one redelivers */
+    if (ln_connect(self, err, sizeof err) != 0) {
+        fprintf(stderr, "tb_lightnode %s: %s\n", self->o->node, err);
+        return;
+    }
+    self->ep_since_ms = now;
+    self->welcomed = 0;
+    self->last_heard_ms = now;
+    send_hello(self, now);
+}
+
 static void on_timer(ln_t *self, uint64_t now)
 {
+    if (self->o->nendpoints > 1) {
+        if (!self->welcomed && now - self->ep_since_ms >= self->o->failover_ms) {
+            failover(self, now, "no_welcome");
+            return;
+        }
+        if (self->welcomed && now - self->last_heard_ms > self->o->failover_ms) {
+            failover(self, now, "hub_silent");
+            return;
+        }
+    }
     if (!self->welcomed) {
         if (now - self->last_hello_ms >= HELLO_EVERY_MS) send_hello(self, now);
     } else if (now - self->last_heard_ms > HUB_SILENT_MS) {
@@ -1076,6 +1130,7 @@ static int ln_run(ln_t *self, volatile sig_atomic_t *stop)
     while (!*stop && !finished(self, now) && now - self->start_ms < o->timeout_ms) {
         self->blocked = 0;
         on_timer(self, now);
+        if (!self->sock) return RC_INTERNAL;
         flush_dacks(self);
         if (o->pub && self->welcomed && !self->blocked) {
             pub_pump(self, now);
@@ -1131,10 +1186,10 @@ static void ln_report(const ln_t *self, int rc)
                ",\"batches_received\":%" PRIu64 ",\"entries_received\":%" PRIu64 ",\"duplicates\":%" PRIu64
                ",\"out_of_order\":%" PRIu64 ",\"bad_signatures\":%" PRIu64
                ",\"seconds\":%.3f,\"entries_per_s\":%.0f,\"first_ms\":%s,\"last_ms\":%s,\"p50_ms\":%s"
-               ",\"p99_ms\":%s,\"misaddressed\":%" PRIu64 ",\"exit\":%d}\n",
+               ",\"p99_ms\":%s,\"misaddressed\":%" PRIu64 ",\"failovers\":%" PRIu64 ",\"exit\":%d}\n",
                o->node, o->mode, st->batches_sent, st->entries_sent, st->acks, st->nacks, st->resends,
                st->batches_received, st->entries_received, st->duplicates, st->out_of_order,
-               st->bad_signatures, secs, eps, first, last, s50, s99, st->misaddressed, rc);
+               st->bad_signatures, secs, eps, first, last, s50, s99, st->misaddressed, self->failovers, rc);
     else
         printf("tb_lightnode node=%s mode=%s batches_sent=%" PRIu64 " entries_sent=%" PRIu64 " acks=%" PRIu64
                " nacks=%" PRIu64 " resends=%" PRIu64 " batches_received=%" PRIu64 " entries_received=%" PRIu64
@@ -1175,8 +1230,39 @@ static void ln_destroy(ln_t **selfp)
     tb_signer_destroy(&self->signer);
     tb_cert_destroy(&self->cert);
     tb_cert_destroy(&self->ca);
+    memset(self->secret, 0, sizeof self->secret);
     free(self);
     *selfp = NULL;
+}
+
+/* A DEALER socket connected to the current endpoint. Returns 0, or -1 with err. */
+static int ln_connect(ln_t *self, char *err, size_t errlen)
+{
+    const opts_t *o = self->o;
+    const char *ep = o->endpoints[self->ep];
+    self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (!self->sock) {
+        snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
+        return -1;
+    }
+    int zero = 0, hb = HEARTBEAT_MS, hbto = HUB_SILENT_MS, ivl = 100, ivlmax = o->nendpoints > 1 ? 500 : 2000;
+    int64_t maxmsg = 1 << 30;
+    zmq_setsockopt(self->sock, ZMQ_CURVE_SERVERKEY, o->hub_public, 40);
+    zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, self->secret, 40);
+    zmq_setsockopt(self->sock, ZMQ_CURVE_PUBLICKEY, self->public, 40);
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbto, sizeof hbto);
+    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL_MAX, &ivlmax, sizeof ivlmax);
+    zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(self->sock, ep) != 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", ep, zmq_strerror(errno));
+        zmq_close(self->sock);
+        self->sock = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 /* Loads keys and certificates and connects. Returns RC_OK, or RC_USAGE /
@@ -1223,28 +1309,18 @@ static int ln_new(const opts_t *o, ln_t **out, char *err, size_t errlen)
     if (o->pub && pub_init(self, err, errlen) != 0) goto fail;
 
     self->ctx = zmq_ctx_new();
-    self->sock = self->ctx ? zmq_socket(self->ctx, ZMQ_DEALER) : NULL;
-    if (!self->sock) {
+    if (!self->ctx) {
         snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
         goto fail;
     }
-    int zero = 0, hb = HEARTBEAT_MS, hbto = HUB_SILENT_MS, ivl = 100, ivlmax = 2000;
-    int64_t maxmsg = 1 << 30;
-    zmq_setsockopt(self->sock, ZMQ_CURVE_SERVERKEY, o->hub_public, 40);
-    zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, secret, 40);
-    zmq_setsockopt(self->sock, ZMQ_CURVE_PUBLICKEY, public, 40);
-    zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
-    zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbto, sizeof hbto);
-    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL_MAX, &ivlmax, sizeof ivlmax);
-    zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    memcpy(self->secret, secret, sizeof secret);
+    memcpy(self->public, public, sizeof public);
     memset(secret, 0, sizeof secret);
-    if (zmq_connect(self->sock, o->endpoint) != 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", o->endpoint, zmq_strerror(errno));
+    if (ln_connect(self, err, errlen) != 0) {
         rc = RC_USAGE;
         goto fail;
     }
+    self->ep_since_ms = tb_now_ms();
     *out = self;
     return RC_OK;
 fail:
