@@ -48,6 +48,10 @@ static char *status_render(node_t *self, int json)
     int have = self->store && tb_store_status(self->store, &st, err, sizeof err) == TB_OK;
     const node_stats_t *s = &self->stats;
     uint64_t now = tb_now_ms();
+    api_stats_t as;
+    unsigned long api_errors = 0;
+    api_get_stats(self->api, &as);
+    for (int i = 1; i < TB_ERR__COUNT; i++) api_errors += as.by_status[i];
     long days = tb_cert_days_left(self->cert);
     jsonw_t w;
     jsonw_init(&w);
@@ -87,6 +91,21 @@ static char *status_render(node_t *self, int json)
         jsonw_u64(&w, "rejected_in", s->rejected_in);
         jsonw_u64(&w, "pg_errors", s->pg_errors);
         jsonw_obj_end(&w);
+        jsonw_obj_begin(&w, "api");
+        jsonw_u64(&w, "requests", as.requests);
+        jsonw_u64(&w, "errors", api_errors);
+        jsonw_obj_begin(&w, "errors_by_status");
+        for (int i = 1; i < TB_ERR__COUNT; i++)
+            if (as.by_status[i]) jsonw_u64(&w, tb_strerror((tb_err_t)i), as.by_status[i]);
+        jsonw_obj_end(&w);
+        jsonw_u64(&w, "malformed", as.malformed);
+        jsonw_u64(&w, "parked", as.parked);
+        jsonw_u64(&w, "parked_timeouts", as.parked_timeouts);
+        jsonw_u64(&w, "reply_failed", as.reply_failed);
+        jsonw_u64(&w, "connections_refused", as.zap_denied);
+        jsonw_u64(&w, "licence_queries_answered", as.queries_answered);
+        jsonw_u64(&w, "domain_entries_refused", as.domain_refused);
+        jsonw_obj_end(&w);
         jsonw_i64(&w, "cert_days_left", days);
         jsonw_obj_end(&w);
     } else {
@@ -110,6 +129,9 @@ static char *status_render(node_t *self, int json)
         jsonw_raw(&w, "totals     sent %lu batches / %lu records, %lu acks, %lu nacks; applied %lu batches / %lu records, %lu duplicates, %lu rejected, %lu PostgreSQL errors\n",
                   s->batches_sent, s->records_sent, s->acks, s->nacks, s->batches_applied,
                   s->records_applied, s->duplicates, s->rejected_in, s->pg_errors);
+        jsonw_raw(&w, "api        %lu requests, %lu errors, %zu waiting, %lu verify timeouts, %lu malformed, %lu refused connections; %lu received domain entries refused\n",
+                  as.requests, api_errors, as.parked, as.parked_timeouts, as.malformed, as.zap_denied,
+                  as.domain_refused);
         jsonw_raw(&w, "cert       %ld days left%s\n", days, days < 30 ? "  RENEW SOON" : "");
     }
     if (have) tb_store_free_status(&st);

@@ -29,6 +29,7 @@ static tb_err_t open_store(node_t *self, char *err, size_t errlen)
     if (rc != TB_OK) return rc;
     rc = tb_store_set_routes(self->store, self->cfg->routes, self->cfg->route_count, err, errlen);
     if (rc != TB_OK) tb_store_destroy(&self->store);
+    else tb_store_set_entry_check(self->store, api_entry_check, self);   /* seals of received tb.* entries */
     return rc;
 }
 
@@ -123,6 +124,10 @@ tb_err_t node_new(const tb_node_config_t *cfg, node_t **out, char *err, size_t e
     rc = TB_ERR_IO;
     self->ctx = zmq_ctx_new();
     if (self->ctx && (rc = node_admin_bind(self, err, errlen)) != TB_OK) goto fail;
+    if (self->ctx && (rc = api_new(self, &self->api, err, errlen)) != TB_OK) goto fail;
+    if (RAND_bytes((unsigned char *)&self->next_query_id, sizeof self->next_query_id) != 1)
+        self->next_query_id = tb_now_ms() << 16;
+    self->next_query_id >>= 1;          /* room to count up */
     if ((rc = node_metrics_new(cfg, &self->metrics, err, errlen)) != TB_OK) goto fail;
     rc = TB_ERR_IO;
     self->dealer = self->ctx ? zmq_socket(self->ctx, ZMQ_DEALER) : NULL;
@@ -169,6 +174,7 @@ void node_destroy(node_t **selfp)
     node_metrics_destroy(&self->metrics);
     if (self->dealer) zmq_close(self->dealer);
     if (self->admin) zmq_close(self->admin);
+    api_destroy(&self->api);
     if (self->ctx) zmq_ctx_term(self->ctx);
     tb_store_destroy(&self->store);
     pend_clear(self);
@@ -200,6 +206,11 @@ static void store_lost(node_t *self, const char *what, const char *err)
            tb_log_quote(err, q, sizeof q));
     tb_store_destroy(&self->store);
     self->pg_retry_ms = tb_now_ms() + PG_RETRY_MS;
+}
+
+void node_store_lost(node_t *self, const char *what, const char *err)
+{
+    if (self->store) store_lost(self, what, err);
 }
 
 static void store_reconnect(node_t *self, uint64_t now)
@@ -596,7 +607,7 @@ done:
 uint64_t node_send_query(node_t *self, const char *dest, const char *kind, const char *body)
 {
     Tongban__Query q = TONGBAN__QUERY__INIT;
-    q.id = ++self->query_id;
+    q.id = ++self->next_query_id;
     q.dest = (char *)dest;
     q.kind = (char *)kind;
     q.body.data = (uint8_t *)body;
@@ -623,6 +634,11 @@ static void send_reply(node_t *self, const Tongban__Query *q, Tongban__ReplyStat
     send_frame(self, &f);
 }
 
+void node_send_reply(node_t *self, const Tongban__Query *q, Tongban__ReplyStatus status, const char *body)
+{
+    send_reply(self, q, status, body);
+}
+
 /* 1 if this node's routes send catalog to node `who` (directly, by "*", or
  * through any topic: who may subscribe to it). */
 static int routes_share(const node_t *self, const char *catalog, const char *who)
@@ -646,6 +662,10 @@ static void on_query(node_t *self, const Tongban__Query *q)
     char body[TB_ID_MAX + 2], err[TB_ERRLEN], q2[TB_ERRLEN + 8], out[64];
     const char *from = q->from ? q->from : "";
     const char *kind = q->kind ? q->kind : "";
+    if (strcmp(kind, "licence_status") == 0) {     /* api.c: as the licence's issuer */
+        api_on_query(self->api, q);
+        return;
+    }
     if (strcmp(kind, "snapshot") != 0) {
         send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_ERROR, "unknown query kind");
         return;
@@ -707,7 +727,9 @@ static void on_dealer(node_t *self, uint64_t now)
     case TONGBAN__FRAME__KIND_HEARTBEAT: break;
     case TONGBAN__FRAME__KIND_DIRECTORY: load_directory(self, f->directory); break;
     case TONGBAN__FRAME__KIND_QUERY: on_query(self, f->query); break;
-    case TONGBAN__FRAME__KIND_REPLY: node_admin_on_reply(self, f->reply); break;
+    case TONGBAN__FRAME__KIND_REPLY:
+        if (!api_on_reply(self->api, f->reply, now)) node_admin_on_reply(self, f->reply);
+        break;
     default:
         tb_log(TB_LOG_WARN, comp, "frame_rejected", "node=%s reason=unexpected kind=%d", self->cfg->id,
                (int)f->kind_case);
@@ -722,6 +744,7 @@ static void on_timer(node_t *self, uint64_t now)
 {
     store_reconnect(self, now);
     node_admin_timer(self, now);
+    api_timer(self->api, now);
     node_gauges_t g = { .hub_connected = self->welcomed, .pg_connected = self->store != NULL,
                         .outbox_unacked = self->npend, .cert = self->cert };
     node_metrics_tick(self->metrics, &self->stats, &g);
@@ -777,7 +800,7 @@ tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errle
     }
     tb_config_errors_free(&errs);
     const tb_node_config_t *old = self->cfg;
-    const char *restart[16];
+    const char *restart[17];
     size_t nr = 0;
 #define CHANGED_STR(f, name) if (strcmp(old->f, cfg->f) != 0) restart[nr++] = name
     CHANGED_STR(id, "node.id");
@@ -791,6 +814,7 @@ tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errle
     CHANGED_STR(hub_curve_public, "hub.curve_public");
     CHANGED_STR(pg_conninfo, "postgresql.conninfo");
     CHANGED_STR(http_listen, "http.listen");
+    CHANGED_STR(api_listen, "api.listen");
 #undef CHANGED_STR
     for (size_t i = 0; i < nr; i++)
         tb_log(TB_LOG_WARN, comp, "reload_needs_restart", "node=%s key=%s", old->id, restart[i]);
@@ -806,6 +830,11 @@ tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errle
     memcpy(cfg->hub_curve_public, old->hub_curve_public, sizeof cfg->hub_curve_public);
     memcpy(cfg->pg_conninfo, old->pg_conninfo, sizeof cfg->pg_conninfo);
     memcpy(cfg->http_listen, old->http_listen, sizeof cfg->http_listen);
+    memcpy(cfg->api_listen, old->api_listen, sizeof cfg->api_listen);
+    char aerr[TB_ERRLEN], q[TB_ERRLEN + 8];
+    if (api_reload(self->api, cfg, aerr, sizeof aerr) != TB_OK)      /* api.clients; the old list stays */
+        tb_log(TB_LOG_ERROR, comp, "reload_api_clients_failed", "node=%s error=%s", old->id,
+               tb_log_quote(aerr, q, sizeof q));
     if (self->store &&
         tb_store_set_routes(self->store, cfg->routes, cfg->route_count, err, errlen) != TB_OK) {
         tb_node_config_free(cfg);
@@ -841,7 +870,7 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
             if (node_reload(self, cfg_path, err, sizeof err) != TB_OK)
                 tb_log(TB_LOG_ERROR, comp, "reload_failed", "node=%s error=\"%s\"", self->cfg->id, err);
         }
-        zmq_pollitem_t items[3] = { { self->dealer, 0, ZMQ_POLLIN, 0 },
+        zmq_pollitem_t items[5] = { { self->dealer, 0, ZMQ_POLLIN, 0 },
                                      { self->admin, 0, self->admin_waiting ? 0 : ZMQ_POLLIN, 0 },
                                      { NULL, -1, ZMQ_POLLIN, 0 } };
         int nitems = 2;
@@ -849,6 +878,8 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
             items[2].fd = tb_store_socket(self->store);
             nitems = 3;
         }
+        int napi = api_poll_items(self->api, items + nitems), iapi = nitems;
+        nitems += napi;
         /* Wake early only for a batch that can actually be cut now: with
          * the hub or PostgreSQL away, or the window full, a past deadline
          * would make this a busy loop. */
@@ -859,6 +890,7 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
             if (left < timeout) timeout = left;
         }
         if (can_cut && self->outbox_dirty && !self->batch_deadline) timeout = 0;
+        if (api_backlog(self->api)) timeout = 0;     /* requests left over from the last turn */
         int n = zmq_poll(items, nitems, timeout);
         if (n < 0 && errno != EINTR) {
             tb_log(TB_LOG_ERROR, comp, "poll_failed", "error=\"%s\"", zmq_strerror(errno));
@@ -878,9 +910,14 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
                 if (now - start >= DRAIN_BUDGET_MS) break;
             }
             flush_acks(self);
+            api_wake(self->api);            /* waiting events.next look again */
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) node_admin_handle(self, now);
-        if (n > 0 && nitems == 3 && (items[2].revents & ZMQ_POLLIN) && self->store) {
+        if (n > 0 && napi) api_on_poll(self->api, items + iapi, napi, now);
+        /* NOTIFYs (the API's own writes' too) that came while the API used
+         * the connection were read by libpq: the socket will not wake the poll. */
+        int api_db = api_used_db(self->api);
+        if (((n > 0 && iapi == 3 && (items[2].revents & ZMQ_POLLIN)) || api_db) && self->store) {
             int got = tb_store_drain_notifies(self->store);
             if (got < 0) store_lost(self, "listen", "connection to PostgreSQL lost");
             else if (got > 0 && !self->batch_deadline) {

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "api.h"
 #include "config.h"
 #include "crypto.h"
 #include "metrics_node.h"
@@ -62,6 +63,9 @@ struct node {
     int admin_waiting;            /* a request awaits a Reply from another node */
     uint64_t admin_deadline;
     uint64_t query_id;            /* id of the Query the admin request waits for */
+    uint64_t next_query_id;       /* last Query id sent (random start: a late Reply
+                                     from before a restart matches nothing) */
+    api_t *api;                   /* the client API (api.c) */
     char query_what[160];         /* what the admin request asked, for its answer */
 };
 
@@ -75,5 +79,10 @@ void node_admin_on_reply(node_t *self, const Tongban__Reply *r);
 void node_admin_timer(node_t *self, uint64_t now);
 /* node.c: sends a Query to another node through the hub; returns its id. */
 uint64_t node_send_query(node_t *self, const char *dest, const char *kind, const char *body);
+/* node.c: answers another node's Query q through the hub. */
+void node_send_reply(node_t *self, const Tongban__Query *q, Tongban__ReplyStatus status, const char *body);
+/* node.c: the PostgreSQL connection broke during `what`: close it, log,
+ * reconnect later (PG_RETRY_MS). */
+void node_store_lost(node_t *self, const char *what, const char *err);
 
 #endif

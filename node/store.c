@@ -18,6 +18,8 @@
 struct tb_store {
     PGconn *conn;
     char node_id[TB_ID_MAX + 1];
+    tb_entry_check_fn check; /* received tb.* entries (may be NULL) */
+    void *check_arg;
 };
 
 /* ------------------------------------------------------------------------
@@ -515,6 +517,11 @@ fail:
     return rc;
 }
 
+struct pg_conn *tb_store_conn(tb_store_t *self)
+{
+    return self ? self->conn : NULL;
+}
+
 void tb_store_destroy(tb_store_t **self)
 {
     if (!self || !*self)
@@ -952,6 +959,33 @@ static void *decode_entry(int type, const uint8_t *data, size_t len, char *why, 
     return NULL;
 }
 
+void tb_store_set_entry_check(tb_store_t *self, tb_entry_check_fn fn, void *arg)
+{
+    if (!self)
+        return;
+    self->check = fn;
+    self->check_arg = fn ? arg : NULL;
+}
+
+/* Runs the entry check on a decoded entry of a "tb." catalog: 0 = apply
+ * it; 1 = refused, the reason in why. Other catalogs cost one strncmp. */
+static int entry_refused(tb_store_t *self, const char *sender, int type, const void *msg, char *why, size_t whylen)
+{
+    if (!self->check || !msg)
+        return 0;
+    const Tongban__RecordUpsert *u = type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT ? msg : NULL;
+    const Tongban__RecordDelete *d = type == TONGBAN__ENTRY_TYPE__RECORD_DELETE ? msg : NULL;
+    const char *catalog = u ? u->catalog : d ? d->catalog : NULL;
+    if (!catalog || strncmp(catalog, "tb.", 3) != 0)
+        return 0;
+    why[0] = '\0';
+    if (self->check(self->check_arg, sender, u, d, why, whylen) == 0)
+        return 0;
+    if (!why[0])
+        seterr(why, whylen, "refused by the entry check");
+    return 1;
+}
+
 typedef struct {
     uint64_t h;
     const Tongban__RecordUpsert *u;
@@ -1230,11 +1264,15 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
         goto nomem;
     for (size_t i = 0; i < nent; i++) {
         const Tongban__Entry *e = batch->entries[i];
-        char reason[256];
+        char reason[512];
         if (!e)
             seterr(reason, sizeof reason, "entry is missing");
         else
             msgs[i] = decode_entry(e->type, e->payload.data, e->payload.len, reason, sizeof reason);
+        if (msgs[i] && entry_refused(self, batch->sender, e->type, msgs[i], reason, sizeof reason)) {
+            free_entry(e->type, msgs[i]);
+            msgs[i] = NULL;
+        }
         if (msgs[i])
             live[nlive++] = i;
         else if (!(why[i] = strdup(reason)))
@@ -1406,7 +1444,7 @@ tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, siz
     const char *vals[1] = {ids};
     /* binary: entry_type as int4, payload and status as raw bytes */
     PGresult *res = PQexecParams(self->conn,
-                                 "SELECT entry_type, payload, status FROM tongban.dead_letters"
+                                 "SELECT entry_type, payload, status, sender FROM tongban.dead_letters"
                                  " WHERE id = $1::bigint FOR UPDATE",
                                  1, NULL, vals, NULL, NULL, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -1425,9 +1463,14 @@ tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, siz
     }
     void *msg = decode_entry(type, (const uint8_t *)PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), reason,
                              sizeof reason);
+    tb_err_t outcome = TB_ERR_PROTO;
+    if (msg && entry_refused(self, PQgetvalue(res, 0, 3), type, msg, reason, sizeof reason)) {
+        free_entry(type, msg);
+        msg = NULL;
+        outcome = TB_ERR_REFUSED;
+    }
     PQclear(res);
 
-    tb_err_t outcome = TB_ERR_PROTO;
     if (msg) {
         int oom;
         size_t zero = 0;

@@ -41,7 +41,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 6
+#define TB_SCHEMA_VERSION 7
 
 typedef struct tb_store tb_store_t;
 
@@ -51,6 +51,10 @@ typedef struct tb_store tb_store_t;
 tb_err_t tb_store_open(const char *conninfo, const char *node_id, tb_store_t **out,
                        char *err, size_t errlen);
 void tb_store_destroy(tb_store_t **self);
+
+/* The store's PostgreSQL connection, for store_domain.c (NULL if none). */
+struct pg_conn;
+struct pg_conn *tb_store_conn(tb_store_t *self);
 
 /* The connection's socket (for poll) and a drain of pending notifications:
  * returns how many NOTIFYs were consumed (0 if none), -1 if the connection broke. */
@@ -146,6 +150,17 @@ tb_err_t tb_store_refuse(tb_store_t *self, uint64_t seq, const char *reason, con
 tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, const uint8_t *signed_batch,
                               size_t signed_len, int *applied, size_t *dead, char *err, size_t errlen);
 
+/* An optional check of received entries, run before the apply for every
+ * decoded entry whose catalog starts with "tb." (the domain catalogs): u is
+ * the upsert, or d the delete (the other NULL); sender is the batch's
+ * (verified) sender. Returns 0 to apply the entry; non-zero makes it a dead
+ * letter with why (one line) as the reason. Entries of other catalogs never
+ * reach it. Also run by tb_store_retry_dead_letter. */
+typedef int (*tb_entry_check_fn)(void *arg, const char *sender, const Tongban__RecordUpsert *u,
+                                 const Tongban__RecordDelete *d, char *why, size_t whylen);
+/* Installs (fn NULL: removes) the entry check of this store. */
+void tb_store_set_entry_check(tb_store_t *self, tb_entry_check_fn fn, void *arg);
+
 /* tb_store_apply_batch without the signed bytes (dead letters keep NULL). */
 tb_err_t tb_store_apply(tb_store_t *self, const Tongban__Batch *batch, int *applied,
                         char *err, size_t errlen);
@@ -175,7 +190,8 @@ void tb_store_free_dead(tb_dead_t *v, size_t n);
  * as a no-op). TB_OK: applied (status 'applied'; also when it already was).
  * Still failing: status 'failed', reason updated, retries + 1, committed,
  * and TB_ERR_DB (PostgreSQL refused it) or TB_ERR_PROTO (undecodable /
- * unsupported type) with the reason in err. TB_ERR_NOTFOUND: no such id.
+ * unsupported type), or TB_ERR_REFUSED (the entry check still refuses it)
+ * with the reason in err. TB_ERR_NOTFOUND: no such id.
  * Transient errors (as for apply) change nothing. */
 tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, size_t errlen);
 

@@ -8,7 +8,7 @@
 #   bin/                         tongban-hub, tongban-node, tbctl
 #   lib/ (or lib/<multiarch>)    libtongban.so.<version>, .so.<major>, .so, libtongban.a,
 #                                pkgconfig/tongban.pc
-#   include/tongban/             tongban.h, version.h
+#   include/tongban/             tongban.h, client.h, validate.h, version.h
 #   share/doc/tongban/           README.md, the guides, examples/hub.yaml, examples/node.yaml
 #   lib/systemd/system/          tongban-hub.service, tongban-node@.service
 #   lib/sysusers.d/              tongban.conf (the unprivileged user `tongban`)
@@ -23,7 +23,8 @@ install(TARGETS tongban-hub tongban-node tbctl RUNTIME DESTINATION ${CMAKE_INSTA
 install(TARGETS tongban tongban_static
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(FILES client/include/tongban/tongban.h ${CMAKE_BINARY_DIR}/include/tongban/version.h
+install(FILES client/include/tongban/tongban.h client/include/tongban/client.h
+              client/include/tongban/validate.h ${CMAKE_BINARY_DIR}/include/tongban/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/tongban)
 install(FILES config/hub.yaml config/node.yaml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES README.md docs/operator-guide.md docs/integrator-guide.md docs/protocol.md
@@ -66,7 +67,7 @@ if(TB_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser | systemd-sysusers")
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-      "libc6 (>= 2.34), libzmq5, libprotobuf-c1, libpq5, libssl3, libyaml-0-2, libmicrohttpd12, libisal2, adduser | systemd-sysusers")
+      "libc6 (>= 2.34), libzmq5, libprotobuf-c1, libpq5, libssl3, libyaml-0-2, libmicrohttpd12, libisal2, libjansson4, adduser | systemd-sysusers")
 endif()
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)     # the shlibs file for libtongban (ldconfig: debian/triggers)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql (>= 15)")

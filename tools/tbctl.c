@@ -6,8 +6,11 @@
  *   tbctl hub status [--json] | revoke NODE | reload   (-c hub.yaml | --admin PATH)
  *   tbctl node status [--json] | dead-letters [--json] | retry ID |
  *              resync --catalog C --from NODE           (-c node.yaml | --admin PATH)
+ *   tbctl record|licence|case|supitem|risk|complaint|events|validate|api-endpoint ...
+ *              the node's client API and the validators: tools/tbctl_client.c
  *
- * Exit codes: 0 success, 1 the operation failed, 2 usage error.
+ * Exit codes: 0 success, 1 the operation failed, 2 usage error (or invalid
+ * input); the client API commands add 3..7 (see tbctl_client.c and --help).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,13 @@
 #include "pki.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+/* tools/tbctl_client.c: the client API commands, on libtongban's public API. */
+typedef int (*tbctl_api_resolver_t)(const char *cfgpath, char *endpoint, size_t eplen, char *server_key_path,
+                                    size_t sklen);
+int tbctl_client_main(int argc, char **argv, tbctl_api_resolver_t resolve);
+int tbctl_client_handles(const char *group);
+void tbctl_client_usage(FILE *out);
 
 static void usage(FILE *out)
 {
@@ -55,9 +65,15 @@ static void usage(FILE *out)
             "      apply dead letter ID again (after fixing its cause)\n"
             "  tbctl node resync --catalog C --from NODE (-c NODE.yaml | --admin PATH)\n"
             "      initial load / resync: NODE sends its catalog C again (\"*\" = all);\n"
-            "      shows progress until the rows have arrived\n\n"
+            "      shows progress until the rows have arrived\n\n");
+    tbctl_client_usage(out);
+    fprintf(out,
             "  tbctl --help | --version\n\n"
-            "exit codes: 0 success, 1 operation failed, 2 usage error\n");
+            "exit codes: 0 success, 1 operation failed (validate: the value is not valid),\n"
+            "  2 usage error or invalid input (a field missing or malformed: the message names it);\n"
+            "  client API: 3 refused (not this node, illegal transition, revoked, permission),\n"
+            "  4 not found, 5 duplicate, 6 unavailable or timed out (the node, its database),\n"
+            "  7 bad seal (licence verify: the copy does not verify)\n");
 }
 
 /* Finds "--name VALUE" in argv; returns VALUE or def. Marks consumed args. */
@@ -258,6 +274,30 @@ static int admin_from_config(int is_hub, const char *sub, const char *cfgpath, c
     return e == TB_OK ? EXIT_OK : EXIT_FAILED;
 }
 
+/* -c NODE.yaml -> the node's client API endpoint (api.listen or its
+ * default) and, for tcp://, the node's CURVE public key file (the server
+ * key); a wildcard listen address is reached on loopback. Returns 0 or -1
+ * (config errors printed). Passed to tbctl_client_main. */
+static int api_from_config(const char *cfgpath, char *ep, size_t eplen, char *server_key, size_t sklen)
+{
+    tb_config_errors_t errs = { 0 };
+    tb_node_config_t cfg;
+    tb_err_t e = tb_node_config_load(cfgpath, &cfg, &errs);
+    if (e == TB_OK) {
+        char listen[TB_PATH_MAX + 64];
+        tb_node_api_endpoint(&cfg, listen, sizeof listen);
+        server_key[0] = '\0';
+        if (strncmp(listen, "tcp://*:", 8) == 0) snprintf(ep, eplen, "tcp://127.0.0.1:%s", listen + 8);
+        else if (strncmp(listen, "tcp://0.0.0.0:", 14) == 0) snprintf(ep, eplen, "tcp://127.0.0.1:%s", listen + 14);
+        else snprintf(ep, eplen, "%s", listen);
+        if (strncmp(listen, "tcp://", 6) == 0) snprintf(server_key, sklen, "%s", cfg.curve_public);
+    }
+    for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.lines[i]);
+    tb_config_errors_free(&errs);
+    tb_node_config_free(&cfg);
+    return e == TB_OK ? 0 : -1;
+}
+
 static int cmd_node(int argc, char **argv)
 {
     if (argc < 1) {
@@ -402,6 +442,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "pki") == 0) return cmd_pki(argc - 2, argv + 2);
     if (strcmp(argv[1], "hub") == 0) return cmd_hub(argc - 2, argv + 2);
     if (strcmp(argv[1], "node") == 0) return cmd_node(argc - 2, argv + 2);
+    if (tbctl_client_handles(argv[1])) return tbctl_client_main(argc - 1, argv + 1, api_from_config);
     fprintf(stderr, "tbctl: unknown command \"%s\" (try --help)\n", argv[1]);
     return EXIT_USAGE;
 }

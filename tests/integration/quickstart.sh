@@ -52,7 +52,7 @@ rc=0
 "$QS" >"$TMP/start.out" 2>&1 || rc=$?
 [ "$rc" = 0 ] || fail "quickstart start exited $rc"
 expect "$TMP/start.out" 'using the binaries in .*not rebuilt' "start did not use TB_QUICKSTART_BUILD"
-if grep -q '2/5 building' "$TMP/start.out"; then fail "start rebuilt although TB_QUICKSTART_BUILD is set"; fi
+if grep -q '2/7 building' "$TMP/start.out"; then fail "start rebuilt although TB_QUICKSTART_BUILD is set"; fi
 for n in 110000 440000 mps; do
   expect "$TMP/start.out" "^node $n connected to the hub$" "node $n"
 done
@@ -61,6 +61,13 @@ for n in 440000 mps; do
   expect "$TMP/start.out" "^$n sees: residence_permit/qs-[0-9]+ .*\"holder\": \"张三\".*\(origin 110000\)$" "the record crossing to $n"
 done
 expect "$TMP/start.out" '^1,000 records signed, routed through the hub and applied in [0-9]+ ms$' "the 1,000 records line"
+expect "$TMP/start.out" '^440000 issued licence 1\.2\.156\.3005\.2\.[0-9A-Z.]+ \(sealed with SM2/SM3\)' "the licence issued in 440000"
+expect "$TMP/start.out" '^110000 verifies it, asking the issuer: verdict=valid seal=ok source=issuer issuer=answered' "the licence verified in 110000"
+expect "$TMP/start.out" '^110000 submitted case 110000-[0-9]{8}-[0-9a-f]{12} for 440000$' "the case submitted in 110000"
+for a in "440000: accept -> accepted" "440000: start -> in_progress" "440000: decide -> decided" "110000: deliver -> delivered"; do
+  expect "$TMP/start.out" "^$a \(both regions agree\)$" "case step $a"
+done
+expect "$TMP/start.out" '^110000: rated 5 .*reached the handling region 440000$' "the rating"
 grep -q "listen: tcp://127.0.0.1:$TB_QUICKSTART_PORT\$" "$TB_QUICKSTART_DIR/etc/hub.yaml" \
   || fail "the hub is not configured on TB_QUICKSTART_PORT=$TB_QUICKSTART_PORT"
 echo "ok: start (hub on port $TB_QUICKSTART_PORT): $(sed 's/\x1b\[[0-9;]*m//g' "$TMP/start.out" | grep '^1,000 records')"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deb.sh BUILD -- `cpack -G DEB` into a temporary directory and check the
 # package without installing it: name tongban_<version>_<arch>.deb; control
-# fields; Depends naming the runtime libraries (libzmq5, libprotobuf-c1,
+# fields; Depends naming the runtime libraries (libzmq5, libprotobuf-c1, libjansson4,
 # libpq5, libssl3, libyaml-0-2, libmicrohttpd12, libisal2) and a way to
 # create the user; shlibs and the ldconfig trigger; the file list under /usr,
 # owned by root; the units and tongban.pc naming /usr; and the maintainer
@@ -35,7 +35,7 @@ field() { dpkg-deb -f "$DEB" "$1"; }
 [ "$(field Architecture)" = "$ARCH" ] || bad "Architecture: $(field Architecture)"
 [ -n "$(field Maintainer)" ] || bad "no Maintainer"
 DEPENDS=$(field Depends)
-for lib in libc6 libzmq5 libprotobuf-c1 libpq5 libssl3 libyaml-0-2 libmicrohttpd12 libisal2; do
+for lib in libc6 libzmq5 libprotobuf-c1 libpq5 libssl3 libyaml-0-2 libmicrohttpd12 libisal2 libjansson4; do
   # a package name in a comma-separated list, maybe with a version
   if echo ", $DEPENDS," | grep -Eq "[ ,|]$lib( \([^)]*\))?[ ,|]"; then :; else bad "Depends lacks $lib: $DEPENDS"; fi
 done
@@ -61,7 +61,9 @@ cat >"$TMP/want" <<EOF
 usr/bin/tbctl
 usr/bin/tongban-hub
 usr/bin/tongban-node
+usr/include/tongban/client.h
 usr/include/tongban/tongban.h
+usr/include/tongban/validate.h
 usr/include/tongban/version.h
 usr/$LIBDIR/libtongban.a
 usr/$LIBDIR/libtongban.so

@@ -31,7 +31,9 @@ cat >"$TMP/want" <<EOF
 usr/bin/tbctl
 usr/bin/tongban-hub
 usr/bin/tongban-node
+usr/include/tongban/client.h
 usr/include/tongban/tongban.h
+usr/include/tongban/validate.h
 usr/include/tongban/version.h
 usr/$LIBDIR/libtongban.a
 usr/$LIBDIR/libtongban.so
@@ -126,6 +128,17 @@ if cc -std=c11 -Wall -Wextra -Werror -o "$TMP/hello-static" "$TMP/hello.c" $(pkg
 else
   cat "$TMP/cc.log" >&2; bad "compiling against libtongban.a"
 fi
+# the client examples, as an integrator builds them from the installed tree
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+for ex in "$SRC"/client/examples/*.c; do
+  name=$(basename "$ex" .c)
+  # shellcheck disable=SC2086
+  if cc -std=c11 -Wall -Wextra -Werror -o "$TMP/$name" "$ex" $flags 2>"$TMP/cc.log"; then
+    ok "example $name builds with pkg-config tongban"
+  else
+    cat "$TMP/cc.log" >&2; bad "example $name does not build against the installed tree"
+  fi
+done
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 
 # ---- example configurations ----

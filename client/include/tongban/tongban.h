@@ -1,9 +1,15 @@
 /* tongban.h -- public API of libtongban, the integrators' client library.
  *
- * Every call returns a tb_err_t (TB_OK == 0); tb_strerror() names it.
- * This release carries the error vocabulary and version query shared by
- * the daemons and tools; the record/licence/case operations come with the
- * client-library issue.
+ * Include this one header. It declares the error vocabulary and version
+ * query shared by the daemons and tools (below), and includes:
+ *   tongban/client.h    the client of a node's API: records, electronic
+ *                       licences (issue, verify, revoke), cross-region cases,
+ *                       supervision and the event stream (docs/client-api.md);
+ *   tongban/validate.h  validators and check characters of citizen IDs,
+ *                       unified social credit codes, licence identifiers,
+ *                       division codes and dates.
+ * Every call that can fail returns a tb_err_t (TB_OK == 0); tb_strerror()
+ * names it. Only tb_* / TB_* names are defined.
  */
 #ifndef TONGBAN_TONGBAN_H
 #define TONGBAN_TONGBAN_H
@@ -49,4 +55,7 @@ TB_EXPORT const char *tb_version(void);
 #ifdef __cplusplus
 }
 #endif
+
+#include <tongban/client.h>
+#include <tongban/validate.h>
 #endif
