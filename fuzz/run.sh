@@ -15,7 +15,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 case "$secs" in ''|*[!0-9]*) echo "usage: fuzz/run.sh [SECONDS_PER_TARGET]" >&2; exit 2 ;; esac
-targets=${TB_FUZZ_TARGETS:-"fuzz_frame fuzz_config fuzz_journal fuzz_validate"}
+targets=${TB_FUZZ_TARGETS:-"fuzz_frame fuzz_config fuzz_journal fuzz_validate fuzz_api fuzz_client"}
 build="$src/build-fuzz"
 cc=${CC:-clang}
 command -v "$cc" >/dev/null || { echo "fuzz/run.sh: $cc not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }

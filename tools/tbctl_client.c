@@ -8,7 +8,9 @@
  *
  * tools/tbctl.c dispatches here (tbctl_client_main) and lists the help
  * (tbctl_client_usage); it resolves -c NODE.yaml to the API endpoint, which
- * needs the config loader, through the callback it passes.
+ * needs the config loader, through the callback it passes. The domain
+ * groups (licence, case, supitem, risk, complaint) are in
+ * tbctl_client_domain.c; what both share is in tbctl_client_internal.h.
  */
 #include <errno.h>
 #include <limits.h>
@@ -20,23 +22,8 @@
 #include <jansson.h>
 #include <tongban/tongban.h>
 
-/* Exit codes (documented in --help and docs/integrator-guide.md): the
- * class of the call's tb_err_t, so scripts can tell them apart. */
-enum {
-    X_OK = 0,
-    X_FAILED = 1,        /* any other failure (database, protocol, i/o, ...);
-                            validate: the value is not valid                        */
-    X_USAGE = 2,         /* bad command line, or TB_ERR_INVALID: a field is missing
-                            or malformed (the message names it)                     */
-    X_REFUSED = 3,       /* TB_ERR_REFUSED / TB_ERR_PERM: not this node, an illegal
-                            transition, a revoked licence, permission              */
-    X_NOTFOUND = 4,      /* TB_ERR_NOTFOUND                                         */
-    X_DUPLICATE = 5,     /* TB_ERR_DUPLICATE                                        */
-    X_UNAVAILABLE = 6,   /* TB_ERR_UNAVAILABLE / TB_ERR_TIMEOUT: the node, its
-                            PostgreSQL, or a check that cannot be made now         */
-    X_BADSEAL = 7        /* TB_ERR_BADSIG: licence verify, the copy's seal fails    */
-};
-#define X_INVALID X_USAGE
+#include "tbctl_client_internal.h"
+
 
 /* Resolves -c NODE.yaml (tbctl.c: uses the config loader). Fills endpoint
  * and, for a tcp:// api.listen, server_key_path (the node's curve.pub;
@@ -116,15 +103,9 @@ static int exit_of(tb_err_t e)
 
 /* ---- the command line ---- */
 
-typedef struct {
-    const char *cmd;           /* "licence issue", for messages */
-    int argc;
-    char **argv;
-    int *used;
-} args_t;
 
 /* The value of "--name VALUE" (first occurrence), or NULL; consumed. */
-static const char *opt(args_t *a, const char *name)
+const char *tbctl_opt(args_t *a, const char *name)
 {
     for (int i = 0; i < a->argc; i++) {
         if (!a->used[i] && strcmp(a->argv[i], name) == 0 && i + 1 < a->argc) {
@@ -136,7 +117,7 @@ static const char *opt(args_t *a, const char *name)
 }
 
 /* 1 if the flag is present; consumed. */
-static int flag(args_t *a, const char *name)
+int tbctl_flag(args_t *a, const char *name)
 {
     int on = 0;
     for (int i = 0; i < a->argc; i++) {
@@ -151,7 +132,7 @@ static int flag(args_t *a, const char *name)
 /* Collects the positional arguments (unconsumed, not options) into pos
  * (at most max); returns their count, or -1 (message printed) if an
  * unknown option or too many arguments remain. Call after every opt/flag. */
-static int positionals(args_t *a, const char **pos, int max)
+int tbctl_positionals(args_t *a, const char **pos, int max)
 {
     int n = 0;
     for (int i = 0; i < a->argc; i++) {
@@ -171,7 +152,7 @@ static int positionals(args_t *a, const char **pos, int max)
     return n;
 }
 
-static int parse_int(const char *cmd, const char *what, const char *s, long lo, long hi, int *out)
+int tbctl_parse_int(const char *cmd, const char *what, const char *s, long lo, long hi, int *out)
 {
     char *end;
     errno = 0;
@@ -184,63 +165,6 @@ static int parse_int(const char *cmd, const char *what, const char *s, long lo, 
     return 0;
 }
 
-/* The object of --json-file F and the --field entries on top of it, as
- * JSON text (malloc'ed), or NULL (message printed; *rc the exit code). */
-static char *fields_object(args_t *a, int *rc)
-{
-    json_error_t jerr;
-    json_t *o = NULL;
-    char *text = NULL;
-    const char *file = opt(a, "--json-file");
-
-    *rc = X_USAGE;
-    if (file) {
-        o = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
-                                   : json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
-        if (!o || !json_is_object(o)) {
-            fprintf(stderr, "tbctl %s: %s: %s\n", a->cmd, file, o ? "expected a JSON object" : jerr.text);
-            *rc = X_INVALID;
-            goto fail;
-        }
-    } else if (!(o = json_object())) {
-        *rc = X_FAILED;
-        goto fail;
-    }
-    int nfields = 0;
-    for (int i = 0; i < a->argc; i++) {
-        if (a->used[i] || strcmp(a->argv[i], "--field") != 0) continue;
-        if (i + 1 >= a->argc) {
-            fprintf(stderr, "tbctl %s: --field needs K=V or K:=JSON\n", a->cmd);
-            goto fail;
-        }
-        a->used[i] = a->used[i + 1] = 1;
-        const char *kv = a->argv[i + 1], *eq = strchr(kv, '=');
-        if (!eq || eq == kv || (eq == kv + 1 && kv[0] == ':')) {
-            fprintf(stderr, "tbctl %s: --field \"%s\": expected K=V or K:=JSON\n", a->cmd, kv);
-            goto fail;
-        }
-        int raw = eq[-1] == ':';
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - kv - raw), kv);
-        json_t *v = raw ? json_loads(eq + 1, JSON_DECODE_ANY, &jerr) : json_string(eq + 1);
-        if (!v) {
-            fprintf(stderr, "tbctl %s: --field %s: %s\n", a->cmd, key, raw ? jerr.text : "not UTF-8 text");
-            *rc = X_INVALID;
-            goto fail;
-        }
-        json_object_set_new(o, key, v);
-        nfields++;
-    }
-    if (!file && nfields == 0) {
-        fprintf(stderr, "tbctl %s: give the fields: --json-file F or --field K=V ...\n", a->cmd);
-        goto fail;
-    }
-    if (!(text = json_dumps(o, JSON_COMPACT))) *rc = X_FAILED;
-fail:
-    json_decref(o);
-    return text;
-}
-
 /* ---- connection ---- */
 
 /* Opens the client from -c / --api / --server-key / --client-key /
@@ -248,19 +172,19 @@ fail:
  * printed). */
 static int connect_node(args_t *a, tbctl_api_resolver_t resolve, tb_client_t **c)
 {
-    const char *cfg = opt(a, "-c");
-    if (!cfg) cfg = opt(a, "--config");
-    const char *api = opt(a, "--api");
-    const char *skey = opt(a, "--server-key");
-    const char *ckey = opt(a, "--client-key");
-    const char *tmo = opt(a, "--call-timeout-ms");
+    const char *cfg = tbctl_opt(a, "-c");
+    if (!cfg) cfg = tbctl_opt(a, "--config");
+    const char *api = tbctl_opt(a, "--api");
+    const char *skey = tbctl_opt(a, "--server-key");
+    const char *ckey = tbctl_opt(a, "--client-key");
+    const char *tmo = tbctl_opt(a, "--call-timeout-ms");
     char ep[1100], skpath[PATH_MAX] = "", server[41], secret[41], public[41], path[PATH_MAX + 16], why[512];
     tb_client_opts_t o = { .errbuf = why, .errlen = sizeof why };
     struct stat st;
     tb_err_t e;
 
     *c = NULL;
-    if (tmo && parse_int(a->cmd, "--call-timeout-ms", tmo, 1, 600000, &o.timeout_ms)) return X_USAGE;
+    if (tmo && tbctl_parse_int(a->cmd, "--call-timeout-ms", tmo, 1, 600000, &o.timeout_ms)) return X_USAGE;
     if (!api && !cfg) {
         fprintf(stderr, "tbctl %s: give the node's config (-c NODE.yaml) or --api ENDPOINT\n", a->cmd);
         return X_USAGE;
@@ -303,7 +227,7 @@ static int connect_node(args_t *a, tbctl_api_resolver_t resolve, tb_client_t **c
 }
 
 /* Prints the failure of the last call and returns its exit code. */
-static int failed(const args_t *a, tb_client_t *c, tb_err_t e)
+int tbctl_failed(const args_t *a, tb_client_t *c, tb_err_t e)
 {
     const char *msg = tb_client_error(c);
     fprintf(stderr, "tbctl %s: %s (%s)\n", a->cmd, msg && *msg ? msg : tb_strerror(e), tb_strerror(e));
@@ -311,7 +235,7 @@ static int failed(const args_t *a, tb_client_t *c, tb_err_t e)
 }
 
 /* --json: the node's result as one line. */
-static void print_result(tb_client_t *c)
+void tbctl_print_result(tb_client_t *c)
 {
     const char *r = tb_client_result(c);
     json_t *v = r ? json_loads(r, JSON_DECODE_ANY, NULL) : NULL;
@@ -328,7 +252,7 @@ static json_t *result_of(tb_client_t *c)
     return r ? json_loads(r, 0, NULL) : NULL;
 }
 
-static const char *str(const json_t *o, const char *key)
+const char *tbctl_str(const json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));
     return s ? s : "";
@@ -349,7 +273,7 @@ static void print_value(const json_t *v)
 }
 
 /* key=value for each of keys present in o, space separated, one line. */
-static void print_kv(const char *lead, const json_t *o, const char *const *keys)
+void tbctl_print_kv(const char *lead, const json_t *o, const char *const *keys)
 {
     fputs(lead, stdout);
     for (int i = 0; keys[i]; i++) {
@@ -368,31 +292,13 @@ static void print_kv(const char *lead, const json_t *o, const char *const *keys)
     fputc('\n', stdout);
 }
 
-static void print_licence(const json_t *l)
-{
-    static const char *const keys[] = { "status", "revision", "type_name", "holder_name", "holder_code",
-                                        "valid_from", "valid_to", "issuer_node", NULL };
-    char lead[512];
-    snprintf(lead, sizeof lead, "licence %s", str(l, "identifier"));
-    print_kv(lead, l, keys);
-}
-
-static void print_case(const json_t *cs)
-{
-    static const char *const keys[] = { "state", "mode", "service_item", "accepting", "handling",
-                                        "deadline", "overdue", "rating", NULL };
-    char lead[256];
-    snprintf(lead, sizeof lead, "case %s", str(cs, "case_id"));
-    print_kv(lead, cs, keys);
-}
-
 /* ---- the commands ---- */
 
 static int cmd_record(args_t *a, tb_client_t *c, const char *sub, int json)
 {
     const char *p[3];
-    const char *file = strcmp(sub, "put") == 0 ? opt(a, "--json-file") : NULL;
-    int n = positionals(a, p, 3);
+    const char *file = strcmp(sub, "put") == 0 ? tbctl_opt(a, "--json-file") : NULL;
+    int n = tbctl_positionals(a, p, 3);
     tb_err_t e;
     char *body = NULL;
 
@@ -411,9 +317,9 @@ static int cmd_record(args_t *a, tb_client_t *c, const char *sub, int json)
         }
         e = tb_record_put(c, p[0], p[1], file ? body : p[2]);
         free(body);
-        if (e != TB_OK) return failed(a, c, e);
+        if (e != TB_OK) return tbctl_failed(a, c, e);
         if (json) {
-            print_result(c);
+            tbctl_print_result(c);
         } else {
             json_t *r = result_of(c);
             printf("record %s/%s version=%lld\n", p[0], p[1],
@@ -423,15 +329,15 @@ static int cmd_record(args_t *a, tb_client_t *c, const char *sub, int json)
         return X_OK;
     }
     if (strcmp(sub, "get") == 0 && n == 2) {
-        if ((e = tb_record_get(c, p[0], p[1], &body)) != TB_OK) return failed(a, c, e);
+        if ((e = tb_record_get(c, p[0], p[1], &body)) != TB_OK) return tbctl_failed(a, c, e);
         json_t *r = result_of(c);
         if (json) {
-            print_result(c);
+            tbctl_print_result(c);
         } else {
             static const char *const keys[] = { "version", "origin", "updated_at", NULL };
             char lead[600];
             snprintf(lead, sizeof lead, "record %s/%s", p[0], p[1]);
-            print_kv(lead, r, keys);
+            tbctl_print_kv(lead, r, keys);
             printf("%s\n", body);
         }
         json_decref(r);
@@ -439,8 +345,8 @@ static int cmd_record(args_t *a, tb_client_t *c, const char *sub, int json)
         return X_OK;
     }
     if (strcmp(sub, "delete") == 0 && n == 2) {
-        if ((e = tb_record_delete(c, p[0], p[1])) != TB_OK) return failed(a, c, e);
-        if (json) print_result(c);
+        if ((e = tb_record_delete(c, p[0], p[1])) != TB_OK) return tbctl_failed(a, c, e);
+        if (json) tbctl_print_result(c);
         else printf("record %s/%s deleted\n", p[0], p[1]);
         return X_OK;
     }
@@ -448,378 +354,25 @@ static int cmd_record(args_t *a, tb_client_t *c, const char *sub, int json)
     return X_USAGE;
 }
 
-static int show_licence(args_t *a, tb_client_t *c, tb_err_t e, tb_licence_t *l, int json)
-{
-    if (e != TB_OK) return failed(a, c, e);
-    if (json) {
-        printf("%s\n", tb_licence_json(l));
-    } else {
-        json_t *v = json_loads(tb_licence_json(l), 0, NULL);
-        print_licence(v);
-        json_decref(v);
-    }
-    tb_licence_free(&l);
-    return X_OK;
-}
-
-static int cmd_verify(args_t *a, tb_client_t *c, int json)
-{
-    int ask = flag(a, "--ask-issuer"), timeout = 0, n;
-    const char *t = opt(a, "--timeout-ms");
-    const char *p[1];
-    tb_verify_result_t v;
-
-    if (t && parse_int(a->cmd, "--timeout-ms", t, 1, 60000, &timeout)) return X_USAGE;
-    if ((n = positionals(a, p, 1)) != 1) {
-        if (n >= 0) fprintf(stderr, "tbctl %s: the licence identifier is required\n", a->cmd);
-        return X_USAGE;
-    }
-    tb_err_t e = tb_licence_verify(c, p[0], ask ? TB_VERIFY_ASK_ISSUER : 0, timeout, &v);
-    if (e != TB_OK && !tb_client_result(c)) return failed(a, c, e);
-    if (json) {
-        print_result(c);
-    } else {
-        printf("verdict=%s seal=%s source=%s issuer=%s", tb_verdict_name(v.verdict), v.seal_ok ? "ok" : "bad",
-               v.source[0] ? v.source : "-", v.issuer[0] ? v.issuer : "-");
-        if (v.local_age_s >= 0) printf(" age_s=%lld", v.local_age_s);
-        if (v.issuer_node[0]) printf(" issuer_node=%s", v.issuer_node);
-        if (v.revision) printf(" revision=%d", v.revision);
-        if (v.detail[0]) printf(" detail=\"%s\"", v.detail);
-        printf("\n");
-    }
-    /* every verdict that is an answer (valid, suspended, revoked, expired,
-       not_yet_valid) exits 0; bad_seal 7, unknown 4 or 6 */
-    return e == TB_OK ? X_OK : failed(a, c, e);
-}
-
-static int cmd_licence(args_t *a, tb_client_t *c, const char *sub, int json)
-{
-    const char *p[1];
-    tb_licence_t *l = NULL;
-    int n, rc;
-    char *text;
-    tb_err_t e;
-
-    if (strcmp(sub, "issue") == 0 || strcmp(sub, "update") == 0) {
-        int update = sub[0] == 'u';
-        if (!(text = fields_object(a, &rc))) return rc;
-        n = positionals(a, p, update);
-        if (n != update) {
-            if (n >= 0) fprintf(stderr, "tbctl %s: %s\n", a->cmd, update ? "the licence identifier is required" : "no positional argument expected");
-            free(text);
-            return X_USAGE;
-        }
-        e = update ? tb_licence_update(c, p[0], text, &l) : tb_licence_issue(c, text, &l);
-        free(text);
-        return show_licence(a, c, e, l, json);
-    }
-    const char *reason = opt(a, "--reason");
-    if (strcmp(sub, "verify") == 0) {
-        if (reason) {
-            fprintf(stderr, "tbctl %s: --reason does not apply\n", a->cmd);
-            return X_USAGE;
-        }
-        return cmd_verify(a, c, json);
-    }
-    if ((n = positionals(a, p, 1)) != 1) {
-        if (n >= 0) fprintf(stderr, "tbctl %s: the licence identifier (or holder code) is required\n", a->cmd);
-        return X_USAGE;
-    }
-    if (strcmp(sub, "suspend") == 0 || strcmp(sub, "revoke") == 0) {
-        if (!reason) {
-            fprintf(stderr, "tbctl %s: --reason R is required\n", a->cmd);
-            return X_USAGE;
-        }
-        e = sub[0] == 's' ? tb_licence_suspend(c, p[0], reason, &l) : tb_licence_revoke(c, p[0], reason, &l);
-        return show_licence(a, c, e, l, json);
-    }
-    if (strcmp(sub, "resume") == 0) {
-        e = tb_licence_resume(c, p[0], reason, &l);
-        return show_licence(a, c, e, l, json);
-    }
-    if (reason) {
-        fprintf(stderr, "tbctl %s: --reason does not apply\n", a->cmd);
-        return X_USAGE;
-    }
-    if (strcmp(sub, "get") == 0) {
-        e = tb_licence_get(c, p[0], &l);
-        return show_licence(a, c, e, l, json);
-    }
-    if (strcmp(sub, "find") == 0) {
-        if ((e = tb_licence_find(c, p[0], &text)) != TB_OK) return failed(a, c, e);
-        if (json) {
-            print_result(c);
-        } else {
-            json_t *r = json_loads(text, 0, NULL), *arr = json_object_get(r, "licences");
-            for (size_t i = 0; i < json_array_size(arr); i++) print_licence(json_array_get(arr, i));
-            if (json_array_size(arr) == 0) printf("no licence of holder %s\n", p[0]);
-            json_decref(r);
-        }
-        tb_free(text);
-        return X_OK;
-    }
-    fprintf(stderr, "tbctl licence: unknown command \"%s\" (try --help)\n", sub);
-    return X_USAGE;
-}
-
-static int show_case(args_t *a, tb_client_t *c, tb_err_t e, tb_case_t *cs, int json)
-{
-    if (e != TB_OK) return failed(a, c, e);
-    if (json) {
-        printf("%s\n", tb_case_json(cs));
-    } else {
-        json_t *v = json_loads(tb_case_json(cs), 0, NULL);
-        print_case(v);
-        json_decref(v);
-    }
-    tb_case_free(&cs);
-    return X_OK;
-}
-
-static int cmd_case(args_t *a, tb_client_t *c, const char *sub, int json)
-{
-    const char *p[2];
-    tb_case_t *cs = NULL;
-    char *text = NULL;
-    int n, rc;
-    tb_err_t e;
-
-    if (strcmp(sub, "submit") == 0) {
-        if (!(text = fields_object(a, &rc))) return rc;
-        if (positionals(a, p, 0) < 0) {
-            free(text);
-            return X_USAGE;
-        }
-        e = tb_case_submit(c, text, &cs);
-        free(text);
-        return show_case(a, c, e, cs, json);
-    }
-    if (strcmp(sub, "act") == 0) {
-        const char *detail = opt(a, "--detail"), *result = opt(a, "--result");
-        tb_case_action_t act;
-        if ((n = positionals(a, p, 2)) != 2) {
-            if (n >= 0) fprintf(stderr, "tbctl %s: CASE and ACTION are required\n", a->cmd);
-            return X_USAGE;
-        }
-        if (tb_case_action_parse(p[1], &act) != TB_OK) {
-            fprintf(stderr, "tbctl %s: unknown action \"%s\" (withdraw, accept, reject, start, part_done, decide, deliver)\n",
-                    a->cmd, p[1]);
-            return X_USAGE;
-        }
-        e = tb_case_act(c, p[0], act, detail, result, &cs);
-        return show_case(a, c, e, cs, json);
-    }
-    if (strcmp(sub, "rate") == 0) {
-        const char *comment = opt(a, "--comment");
-        int score;
-        if ((n = positionals(a, p, 2)) != 2) {
-            if (n >= 0) fprintf(stderr, "tbctl %s: CASE and SCORE are required\n", a->cmd);
-            return X_USAGE;
-        }
-        if (parse_int(a->cmd, "SCORE", p[1], 1, 5, &score)) return X_USAGE;
-        e = tb_case_rate(c, p[0], score, comment, &cs);
-        return show_case(a, c, e, cs, json);
-    }
-    if (strcmp(sub, "list") == 0) {
-        const char *state = opt(a, "--state");
-        int overdue = flag(a, "--overdue");
-        if (positionals(a, p, 0) < 0) return X_USAGE;
-        if ((e = tb_case_list(c, state, overdue, &text)) != TB_OK) return failed(a, c, e);
-        if (json) {
-            print_result(c);
-        } else {
-            json_t *r = json_loads(text, 0, NULL), *arr = json_object_get(r, "cases");
-            for (size_t i = 0; i < json_array_size(arr); i++) print_case(json_array_get(arr, i));
-            if (json_array_size(arr) == 0) printf("no case\n");
-            json_decref(r);
-        }
-        tb_free(text);
-        return X_OK;
-    }
-    if ((n = positionals(a, p, 1)) != 1) {
-        if (n >= 0) fprintf(stderr, "tbctl %s: CASE is required\n", a->cmd);
-        return X_USAGE;
-    }
-    if (strcmp(sub, "get") == 0) {
-        e = tb_case_get(c, p[0], &cs);
-        return show_case(a, c, e, cs, json);
-    }
-    if (strcmp(sub, "history") == 0) {
-        if ((e = tb_case_history(c, p[0], &text)) != TB_OK) return failed(a, c, e);
-        if (json) {
-            print_result(c);
-        } else {
-            static const char *const keys[] = { "by_node", "part", "detail", "result", "score", NULL };
-            json_t *r = json_loads(text, 0, NULL), *arr = json_object_get(r, "events");
-            for (size_t i = 0; i < json_array_size(arr); i++) {
-                json_t *ev = json_array_get(arr, i);
-                char lead[256];
-                snprintf(lead, sizeof lead, "%s %s", str(ev, "at"), str(ev, "action"));
-                print_kv(lead, ev, keys);
-            }
-            json_decref(r);
-        }
-        tb_free(text);
-        return X_OK;
-    }
-    fprintf(stderr, "tbctl case: unknown command \"%s\" (try --help)\n", sub);
-    return X_USAGE;
-}
-
-static int cmd_supitem(args_t *a, tb_client_t *c, const char *sub, int json)
-{
-    const char *p[1], *level = opt(a, "--level");
-    char *text = NULL;
-    tb_err_t e;
-
-    if (strcmp(sub, "put") == 0) {
-        const char *name = opt(a, "--name"), *region = opt(a, "--region"), *parent = opt(a, "--parent");
-        const char *code = opt(a, "--code");
-        int n = positionals(a, p, code ? 0 : 1);
-        if (code) p[0] = code;
-        if (n < 0 || (!code && n != 1) || !name || !level || !region) {
-            if (n >= 0) fprintf(stderr, "tbctl %s: CODE, --name, --level and --region are required\n", a->cmd);
-            return X_USAGE;
-        }
-        if ((e = tb_supitem_put(c, p[0], name, level, parent, region, &text)) != TB_OK) return failed(a, c, e);
-        if (json) {
-            print_result(c);
-        } else {
-            static const char *const keys[] = { "name", "level", "parent", "region", "owner", NULL };
-            json_t *r = json_loads(text, 0, NULL);
-            char lead[300];
-            snprintf(lead, sizeof lead, "supitem %s", p[0]);
-            print_kv(lead, r, keys);
-            json_decref(r);
-        }
-        tb_free(text);
-        return X_OK;
-    }
-    if (strcmp(sub, "list") == 0) {
-        if (positionals(a, p, 0) < 0) return X_USAGE;
-        if ((e = tb_supitem_list(c, level, &text)) != TB_OK) return failed(a, c, e);
-        if (json) {
-            print_result(c);
-        } else {
-            static const char *const keys[] = { "name", "level", "parent", "region", "owner", NULL };
-            json_t *r = json_loads(text, 0, NULL), *arr = json_object_get(r, "items");
-            for (size_t i = 0; i < json_array_size(arr); i++) {
-                json_t *it = json_array_get(arr, i);
-                char lead[300];
-                snprintf(lead, sizeof lead, "supitem %s", str(it, "code"));
-                print_kv(lead, it, keys);
-            }
-            if (json_array_size(arr) == 0) printf("no supervision item\n");
-            json_decref(r);
-        }
-        tb_free(text);
-        return X_OK;
-    }
-    fprintf(stderr, "tbctl supitem: unknown command \"%s\" (try --help)\n", sub);
-    return X_USAGE;
-}
-
-static int cmd_risk(args_t *a, tb_client_t *c, const char *sub, int json)
-{
-    const char *p[1], *lv = opt(a, "--level"), *title = opt(a, "--title"), *detail = opt(a, "--detail"),
-                      *region = opt(a, "--region");
-    char *id = NULL;
-    int level;
-    tb_err_t e;
-
-    if (strcmp(sub, "publish") != 0) {
-        fprintf(stderr, "tbctl risk: unknown command \"%s\" (try --help)\n", sub);
-        return X_USAGE;
-    }
-    if (positionals(a, p, 0) < 0) return X_USAGE;
-    if (!lv || !title || !detail) {
-        fprintf(stderr, "tbctl %s: --level, --title and --detail are required\n", a->cmd);
-        return X_USAGE;
-    }
-    if (parse_int(a->cmd, "--level", lv, 1, 4, &level)) return X_USAGE;
-    if ((e = tb_risk_publish(c, level, title, detail, region, &id)) != TB_OK) return failed(a, c, e);
-    if (json) print_result(c);
-    else printf("risk %s published (level %d)\n", id, level);
-    tb_free(id);
-    return X_OK;
-}
-
-static int cmd_complaint(args_t *a, tb_client_t *c, const char *sub, int json)
-{
-    const char *p[1];
-    char *text = NULL;
-    int n;
-    tb_err_t e;
-
-    if (strcmp(sub, "file") == 0) {
-        const char *region = opt(a, "--region"), *kind = opt(a, "--kind"), *subject = opt(a, "--subject"),
-                   *detail = opt(a, "--detail");
-        if (positionals(a, p, 0) < 0) return X_USAGE;
-        if (!region || !kind || !subject || !detail) {
-            fprintf(stderr, "tbctl %s: --region, --kind, --subject and --detail are required\n", a->cmd);
-            return X_USAGE;
-        }
-        if ((e = tb_complaint_file(c, region, kind, subject, detail, &text)) != TB_OK) return failed(a, c, e);
-        if (json) print_result(c);
-        else printf("complaint %s filed with %s\n", text, region);
-        tb_free(text);
-        return X_OK;
-    }
-    const char *note = strcmp(sub, "ack") == 0 ? opt(a, "--note") : NULL;
-    if ((n = positionals(a, p, 1)) != 1) {
-        if (n >= 0) fprintf(stderr, "tbctl %s: the complaint id is required\n", a->cmd);
-        return X_USAGE;
-    }
-    if (strcmp(sub, "ack") == 0) {
-        if ((e = tb_complaint_ack(c, p[0], note)) != TB_OK) return failed(a, c, e);
-        if (json) print_result(c);
-        else printf("complaint %s acknowledged\n", p[0]);
-        return X_OK;
-    }
-    if (strcmp(sub, "get") == 0) {
-        if ((e = tb_complaint_get(c, p[0], &text)) != TB_OK) return failed(a, c, e);
-        if (json) {
-            print_result(c);
-        } else {
-            static const char *const keys[] = { "kind", "region", "filed_by", "subject", "at", NULL };
-            json_t *r = json_loads(text, 0, NULL), *rc = json_object_get(r, "receipt");
-            char lead[300];
-            snprintf(lead, sizeof lead, "complaint %s", p[0]);
-            print_kv(lead, r, keys);
-            if (json_is_object(rc)) {
-                static const char *const rkeys[] = { "by", "at", "note", NULL };
-                print_kv("receipt", rc, rkeys);
-            } else {
-                printf("receipt none yet\n");
-            }
-            json_decref(r);
-        }
-        tb_free(text);
-        return X_OK;
-    }
-    fprintf(stderr, "tbctl complaint: unknown command \"%s\" (try --help)\n", sub);
-    return X_USAGE;
-}
-
 static int cmd_events(args_t *a, tb_client_t *c, const char *sub, int json)
 {
-    const char *p[1], *cursor = opt(a, "--cursor");
+    const char *p[1], *cursor = tbctl_opt(a, "--cursor");
     tb_events_t *ev = NULL;
     tb_err_t err;
     int rc = X_OK;
 
     if (strcmp(sub, "ack") == 0) {
-        const char *ids = opt(a, "--id");
+        const char *ids = tbctl_opt(a, "--id");
         char *end;
         long long id = ids ? strtoll(ids, &end, 10) : 0;
-        if (positionals(a, p, 0) < 0) return X_USAGE;
+        if (tbctl_positionals(a, p, 0) < 0) return X_USAGE;
         if (!cursor || !ids || !*ids || *end || id <= 0) {
             fprintf(stderr, "tbctl %s: --cursor NAME and --id N (N >= 1) are required\n", a->cmd);
             return X_USAGE;
         }
         if ((err = tb_events_open(c, cursor, &ev)) != TB_OK || (err = tb_events_ack_id(ev, id)) != TB_OK)
-            rc = failed(a, c, err);
-        else if (json) print_result(c);
+            rc = tbctl_failed(a, c, err);
+        else if (json) tbctl_print_result(c);
         else printf("cursor %s at %lld\n", cursor, id);
         tb_events_close(&ev);
         return rc;
@@ -828,25 +381,25 @@ static int cmd_events(args_t *a, tb_client_t *c, const char *sub, int json)
         fprintf(stderr, "tbctl events: unknown command \"%s\" (try --help)\n", sub);
         return X_USAGE;
     }
-    const char *mx = opt(a, "--max"), *wt = opt(a, "--wait-ms");
-    int ack = flag(a, "--ack"), max = 100, wait = 0, got = 0;
+    const char *mx = tbctl_opt(a, "--max"), *wt = tbctl_opt(a, "--wait-ms");
+    int ack = tbctl_flag(a, "--ack"), max = 100, wait = 0, got = 0;
     const tb_event_t *e = NULL, *last = NULL;
     json_t *all = json ? json_array() : NULL;
     long long last_id = -1;
 
-    if (positionals(a, p, 0) < 0) return X_USAGE;
+    if (tbctl_positionals(a, p, 0) < 0) return X_USAGE;
     if (!cursor) {
         fprintf(stderr, "tbctl %s: --cursor NAME is required\n", a->cmd);
         return X_USAGE;
     }
-    if ((mx && parse_int(a->cmd, "--max", mx, 1, 1000, &max)) ||
-        (wt && parse_int(a->cmd, "--wait-ms", wt, 0, 30000, &wait))) {
+    if ((mx && tbctl_parse_int(a->cmd, "--max", mx, 1, 1000, &max)) ||
+        (wt && tbctl_parse_int(a->cmd, "--wait-ms", wt, 0, 30000, &wait))) {
         json_decref(all);
         return X_USAGE;
     }
     if ((err = tb_events_open(c, cursor, &ev)) != TB_OK) {
         json_decref(all);
-        return failed(a, c, err);
+        return tbctl_failed(a, c, err);
     }
     while (got < max) {
         err = tb_events_next(ev, got ? 0 : wait, &e);
@@ -860,7 +413,7 @@ static int cmd_events(args_t *a, tb_client_t *c, const char *sub, int json)
             break;
         }
         if (err != TB_OK) {
-            rc = failed(a, c, err);
+            rc = tbctl_failed(a, c, err);
             break;
         }
         if (json) json_array_append_new(all, json_loads(tb_event_json(e), 0, NULL));
@@ -883,7 +436,7 @@ static int cmd_events(args_t *a, tb_client_t *c, const char *sub, int json)
     json_decref(all);
     fflush(stdout);
     if (ack && last) {                        /* still valid: no other event was handed out */
-        if ((err = tb_events_ack(ev, last)) != TB_OK) rc = failed(a, c, err);
+        if ((err = tb_events_ack(ev, last)) != TB_OK) rc = tbctl_failed(a, c, err);
         else if (!json) fprintf(stderr, "cursor %s acknowledged up to %lld\n", cursor, last_id);
     }
     tb_events_close(&ev);
@@ -896,7 +449,7 @@ static int cmd_validate(args_t *a)
 {
     const char *p[3];
     char why[256];
-    int n = positionals(a, p, 3);
+    int n = tbctl_positionals(a, p, 3);
     tb_err_t e;
 
     if (n == 3 && strcmp(p[0], "check-char") == 0) {
@@ -942,10 +495,10 @@ static int cmd_validate(args_t *a)
 /* tbctl api-endpoint -c NODE.yaml: what -c resolves to, for scripts. */
 static int cmd_api_endpoint(args_t *a, tbctl_api_resolver_t resolve)
 {
-    const char *p[1], *cfg = opt(a, "-c");
+    const char *p[1], *cfg = tbctl_opt(a, "-c");
     char ep[1100], sk[PATH_MAX];
-    if (!cfg) cfg = opt(a, "--config");
-    if (positionals(a, p, 0) < 0) return X_USAGE;
+    if (!cfg) cfg = tbctl_opt(a, "--config");
+    if (tbctl_positionals(a, p, 0) < 0) return X_USAGE;
     if (!cfg) {
         fprintf(stderr, "tbctl api-endpoint: give the node's config (-c NODE.yaml)\n");
         return X_USAGE;
@@ -986,15 +539,15 @@ int tbctl_client_main(int argc, char **argv, tbctl_api_resolver_t resolve)
         rc = cmd_api_endpoint(&a, resolve);
         goto done;
     }
-    int json = flag(&a, "--json");
+    int json = tbctl_flag(&a, "--json");
     if ((rc = connect_node(&a, resolve, &c)) != X_OK) goto done;
     const char *group = argv[0], *sub = argv[1];
     if (strcmp(group, "record") == 0) rc = cmd_record(&a, c, sub, json);
-    else if (strcmp(group, "licence") == 0) rc = cmd_licence(&a, c, sub, json);
-    else if (strcmp(group, "case") == 0) rc = cmd_case(&a, c, sub, json);
-    else if (strcmp(group, "supitem") == 0) rc = cmd_supitem(&a, c, sub, json);
-    else if (strcmp(group, "risk") == 0) rc = cmd_risk(&a, c, sub, json);
-    else if (strcmp(group, "complaint") == 0) rc = cmd_complaint(&a, c, sub, json);
+    else if (strcmp(group, "licence") == 0) rc = tbctl_cmd_licence(&a, c, sub, json);
+    else if (strcmp(group, "case") == 0) rc = tbctl_cmd_case(&a, c, sub, json);
+    else if (strcmp(group, "supitem") == 0) rc = tbctl_cmd_supitem(&a, c, sub, json);
+    else if (strcmp(group, "risk") == 0) rc = tbctl_cmd_risk(&a, c, sub, json);
+    else if (strcmp(group, "complaint") == 0) rc = tbctl_cmd_complaint(&a, c, sub, json);
     else if (strcmp(group, "events") == 0) rc = cmd_events(&a, c, sub, json);
 done:
     tb_client_close(&c);

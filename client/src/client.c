@@ -31,6 +31,7 @@ static long long now_ms(void)
 }
 
 /* Writes one line into buf: control characters (newlines) become spaces. */
+static void vline(char *buf, size_t len, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 static void vline(char *buf, size_t len, const char *fmt, va_list ap)
 {
     if (!buf || len == 0) return;
@@ -461,6 +462,25 @@ static tb_err_t take_reply(tb_client_t *c, const char *op, const Tongban__ApiRep
     return e;
 }
 
+tb_err_t tbc_reply_frame(tb_client_t *c, const char *op, const void *data, size_t len, uint64_t want_id,
+                         int *stale, json_t **result)
+{
+    *stale = 0;
+    if (result) *result = NULL;
+    Tongban__ApiReply *r = tongban__api_reply__unpack(NULL, len, data);
+    if (!r)
+        return tbc_fail(c, TB_ERR_PROTO, "%s: undecodable reply from %s (%zu bytes; not an ApiReply frame)", op,
+                        c->endpoint ? c->endpoint : "the node", len);
+    if (r->id != want_id) {                  /* a late answer to an earlier request */
+        tongban__api_reply__free_unpacked(r, NULL);
+        *stale = 1;
+        return TB_OK;
+    }
+    tb_err_t e = take_reply(c, op, r, result);
+    tongban__api_reply__free_unpacked(r, NULL);
+    return e;
+}
+
 tb_err_t tbc_request(tb_client_t *c, const char *op, const char *args, int wait_ms, json_t **result)
 {
     Tongban__ApiRequest req = TONGBAN__API_REQUEST__INIT;
@@ -498,24 +518,21 @@ tb_err_t tbc_request(tb_client_t *c, const char *op, const char *args, int wait_
             zmq_msg_close(&m);
             continue;
         }
-        int more = zmq_msg_more(&m);
+        int more = zmq_msg_more(&m), stale = 0;
         size_t len = zmq_msg_size(&m);
-        Tongban__ApiReply *r = more ? NULL : tongban__api_reply__unpack(NULL, len, zmq_msg_data(&m));
-        zmq_msg_close(&m);
-        while (more) {                       /* a reply is one frame: drop the rest */
-            zmq_msg_init(&m);
-            more = zmq_msg_recv(&m, c->sock, 0) >= 0 && zmq_msg_more(&m);
+        if (more) {                          /* a reply is one frame: drop the rest */
             zmq_msg_close(&m);
-        }
-        if (!r)
+            while (more) {
+                zmq_msg_init(&m);
+                more = zmq_msg_recv(&m, c->sock, 0) >= 0 && zmq_msg_more(&m);
+                zmq_msg_close(&m);
+            }
             return tbc_fail(c, TB_ERR_PROTO, "%s: undecodable reply from %s (%zu bytes; not an ApiReply frame)", op,
                             c->endpoint, len);
-        if (r->id != req.id) {               /* a late answer to an earlier request */
-            tongban__api_reply__free_unpacked(r, NULL);
-            continue;
         }
-        e = take_reply(c, op, r, result);
-        tongban__api_reply__free_unpacked(r, NULL);
+        e = tbc_reply_frame(c, op, zmq_msg_data(&m), len, req.id, &stale, result);
+        zmq_msg_close(&m);
+        if (stale) continue;
         return e;
     }
     return tbc_fail(c, TB_ERR_TIMEOUT,

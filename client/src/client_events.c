@@ -69,10 +69,24 @@ static const char *str_or_empty(const json_t *o, const char *key)
     return s ? s : "";
 }
 
+void tbc_events_free(tb_event_t *b, size_t n)
+{
+    for (size_t i = 0; b && i < n; i++) {
+        free(b[i].body);
+        free(b[i].json);
+    }
+    free(b);
+}
+
+const tb_event_t *tbc_event_at(const tb_event_t *b, size_t i)
+{
+    return &b[i];
+}
+
 /* Parses the events array of an events.next result into a new batch (n
  * events after `after`, in id order). Returns TB_OK (n may be 0) or
  * TB_ERR_PROTO / TB_ERR_NOMEM with c's error set. */
-static tb_err_t batch_parse(tb_client_t *c, json_t *res, long long after, tb_event_t **out, size_t *out_n)
+tb_err_t tbc_events_parse(tb_client_t *c, json_t *res, long long after, tb_event_t **out, size_t *out_n)
 {
     json_t *arr = json_object_get(res, "events");
     *out = NULL;
@@ -102,11 +116,7 @@ static tb_err_t batch_parse(tb_client_t *c, json_t *res, long long after, tb_eve
             e = tbc_fail(c, TB_ERR_NOMEM, "out of memory");
     }
     if (e != TB_OK) {
-        for (size_t i = 0; i < n; i++) {
-            free(b[i].body);
-            free(b[i].json);
-        }
-        free(b);
+        tbc_events_free(b, n);
         return e;
     }
     *out = b;
@@ -137,7 +147,7 @@ tb_err_t tb_events_next(tb_events_t *ev, int wait_ms, const tb_event_t **out)
             return tbc_fail(c, TB_ERR_NOMEM, "out of memory");
         }
         e = tbc_call(c, "events.next", args, c->timeout_ms + wait_ms, &res);
-        if (e == TB_OK) e = batch_parse(c, res, ev->after, &b, &n);
+        if (e == TB_OK) e = tbc_events_parse(c, res, ev->after, &b, &n);
         if (e == TB_OK && n == 0)
             e = tbc_fail(c, TB_ERR_TIMEOUT, "events.next: no event on cursor %s within %d ms", ev->cursor, wait_ms);
         if (e != TB_OK) {                    /* the last event handed out stays valid */

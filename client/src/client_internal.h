@@ -73,4 +73,25 @@ char *tbc_dump(const json_t *v);
  * TB_ERR_PROTO if it is absent or not a string, TB_ERR_NOMEM (c's error set). */
 tb_err_t tbc_dup_member(tb_client_t *c, const char *op, const json_t *obj, const char *key, char **out);
 
+/* Decodes one reply frame (a packed ApiReply) for the request want_id of
+ * op. *stale = 1 (and TB_OK, nothing else set) if it answers another
+ * request; else as tbc_request: the node's status or TB_ERR_PROTO /
+ * TB_ERR_NOMEM, c's error and c->result set, *result (if non-NULL) the
+ * parsed result object or NULL. c->result must be NULL on entry. */
+tb_err_t tbc_reply_frame(tb_client_t *c, const char *op, const void *data, size_t len, uint64_t want_id,
+                         int *stale, json_t **result);
+
+/* Fills out from a licence.verify result. TB_OK, or TB_ERR_PROTO (c's
+ * error set) if it has no verdict of the contract. */
+tb_err_t tbc_parse_verify(tb_client_t *c, const json_t *res, tb_verify_result_t *out);
+
+/* Parses the events array of an events.next result into a new batch of
+ * *out_n events (ids increasing, all after `after`). TB_OK (*out_n may be
+ * 0), or TB_ERR_PROTO / TB_ERR_NOMEM with c's error set. Free the batch
+ * with tbc_events_free; its events point into res, which must outlive it. */
+tb_err_t tbc_events_parse(tb_client_t *c, json_t *res, long long after, tb_event_t **out, size_t *out_n);
+void tbc_events_free(tb_event_t *b, size_t n);
+/* The i-th event of a batch. */
+const tb_event_t *tbc_event_at(const tb_event_t *b, size_t i);
+
 #endif

@@ -1,5 +1,6 @@
 /* client_licence.c -- the typed calls on plain records (record.*) and on
  * electronic licences (licence.*), including verification. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +228,7 @@ static void copy_member(char *buf, size_t len, const json_t *o, const char *key)
 
 /* Fills out from a licence.verify result. TB_ERR_PROTO if it has no
  * verdict of the contract. */
-static tb_err_t parse_verify(tb_client_t *c, const json_t *res, tb_verify_result_t *out)
+tb_err_t tbc_parse_verify(tb_client_t *c, const json_t *res, tb_verify_result_t *out)
 {
     const char *v = json_string_value(json_object_get(res, "verdict"));
     size_t i, n = sizeof verdict_names / sizeof verdict_names[0];
@@ -248,11 +249,14 @@ static tb_err_t parse_verify(tb_client_t *c, const json_t *res, tb_verify_result
     for (char *p = out->detail; *p; p++)
         if ((unsigned char)*p < 0x20) *p = ' ';
     json_t *age = json_object_get(res, "local_age_s");
-    out->local_age_s = json_is_integer(age) ? (long long)json_integer_value(age)
-                       : json_is_real(age)  ? (long long)json_real_value(age)
-                                            : -1;
+    /* a real is converted only when it fits (1e300 would be undefined behaviour) */
+    double agef = json_is_real(age) ? json_real_value(age) : -1;
+    out->local_age_s = json_is_integer(age)              ? (long long)json_integer_value(age)
+                       : agef >= 0 && agef < 9.2e18      ? (long long)agef
+                                                         : -1;
     json_t *rev = json_object_get(res, "revision");
-    out->revision = json_is_integer(rev) ? (int)json_integer_value(rev) : 0;
+    json_int_t revv = json_is_integer(rev) ? json_integer_value(rev) : 0;
+    out->revision = revv >= INT_MIN && revv <= INT_MAX ? (int)revv : 0;
     out->authoritative = strcmp(out->source, "issuer") == 0 || strcmp(out->issuer, "self") == 0;
     out->issuer_unavailable = strcmp(out->issuer, "unavailable") == 0 || strcmp(out->issuer, "timeout") == 0;
     return TB_OK;
@@ -286,7 +290,7 @@ tb_err_t tb_licence_verify(tb_client_t *c, const char *identifier, int flags, in
     if (res) {
         char saved[TBC_ERRLEN];
         snprintf(saved, sizeof saved, "%s", c->err);
-        tb_err_t pe = parse_verify(c, res, out);
+        tb_err_t pe = tbc_parse_verify(c, res, out);
         if (e == TB_OK) e = pe;
         else snprintf(c->err, sizeof c->err, "%s", saved);   /* keep the node's reason */
     }

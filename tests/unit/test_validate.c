@@ -267,7 +267,8 @@ static char *make_licence(const char *body, char *out, size_t len)
 {
     char c = tb_licence_id_check_char(body);
     CHECK_MSG(c != 0, "no check character for %s", body);
-    snprintf(out, len, "%s.%c", body, c ? c : '?');
+    int n = snprintf(out, len, "%s.%c", body, c ? c : '?');
+    CHECK_MSG(n > 0 && (size_t)n < len, "licence identifier longer than %zu bytes", len - 1);
     return out;
 }
 

@@ -1,0 +1,1 @@
+complaint.ack;{"complaint_id": "110000-0123456789ab", "note": "received"}

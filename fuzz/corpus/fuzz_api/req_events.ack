@@ -1,0 +1,2 @@
+
+events.ack{"cursor": "app1", "id": 42}
