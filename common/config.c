@@ -257,6 +257,7 @@ struct field {
     const field_t *item;          /* F_LIST of scalars */
     const char *unique;           /* in list items: values must differ ("node id") */
     int empty_ok;                 /* F_STRING: "" or null is accepted, stored as "" */
+    const char *alt;              /* required unless this other key (same schema) is given */
 };
 
 #define AT(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
@@ -395,6 +396,11 @@ static const field_t route_fields[] = {
 static const schema_t route_schema = { route_fields, sizeof route_fields / sizeof *route_fields };
 
 #define NODE_PATH(k, m) { .key = k, .type = F_PATH, AT(tb_node_config_t, m), .required = 1 }
+#define MAX_HUB_ENDPOINTS 16          /* hubs of one active / standby group */
+static const field_t hub_endpoint_item = {
+    .type = F_STRING, .size = sizeof(((tb_node_config_t *)0)->hub_endpoints[0]),
+    .check = valid_connect_endpoint, .expect = EXPECT_EP,
+};
 static const field_t node_fields[] = {
     { .key = "node.id", .type = F_STRING, AT(tb_node_config_t, id), .required = 1,
       .check = tb_config_valid_id, .expect = EXPECT_ID },
@@ -405,7 +411,10 @@ static const field_t node_fields[] = {
     NODE_PATH("keys.curve_secret", curve_secret),
     NODE_PATH("keys.curve_public", curve_public),
     { .key = "hub.endpoint", .type = F_STRING, AT(tb_node_config_t, hub_endpoint), .required = 1,
-      .check = valid_connect_endpoint, .expect = EXPECT_EP },
+      .check = valid_connect_endpoint, .expect = EXPECT_EP, .alt = "hub.endpoints" },
+    { .key = "hub.endpoints", .type = F_LIST, .off = offsetof(tb_node_config_t, hub_endpoints),
+      .size = sizeof(((tb_node_config_t *)0)->hub_endpoints[0]),
+      .count_off = offsetof(tb_node_config_t, hub_endpoint_count), .min = 1, .item = &hub_endpoint_item },
     { .key = "hub.curve_public", .type = F_STRING, AT(tb_node_config_t, hub_curve_public), .required = 1,
       .check = valid_z85, .expect = EXPECT_Z85 },
     INT_FIELD("hub.connect_timeout_ms", tb_node_config_t, hub_connect_timeout_ms, 1000, 86400000, 15000),
@@ -902,6 +911,8 @@ static void walk_obj(ctx_t *c, const schema_t *s, char *base, yaml_node_t *map, 
     if (map) walk_section(c, &w, map, path, "");
     for (size_t i = 0; i < s->count; i++) {
         if (!s->fields[i].required || (w.seen[i] & 1)) continue;
+        int alt = s->fields[i].alt ? field_index(s, s->fields[i].alt) : -1;
+        if (alt >= 0 && (w.seen[alt] & 1)) continue;
         join(epath, sizeof epath, path, s->fields[i].key);
         report(c, w.secline[i] ? w.secline[i] : line, epath, "required key missing");
     }
@@ -979,6 +990,48 @@ static void check_node_api(ctx_t *c, const tb_node_config_t *cfg, yaml_node_t *r
         report(c, line, "api.clients",
                "required when api.listen (%s) is tcp://: the file of Z85 public keys of the clients "
                "allowed to connect", cfg->api_listen);
+    }
+}
+
+/* hub.endpoint (one hub) or hub.endpoints (an active / standby group), not
+ * both; afterwards hub_endpoints lists every hub and hub_endpoint is the
+ * first, whichever was given. */
+static void check_node_hub(ctx_t *c, tb_node_config_t *cfg, yaml_node_t *root)
+{
+    size_t line, eline;
+    yaml_node_t *one = find_key(c, root, "hub", "endpoint", &line);
+    yaml_node_t *many = find_key(c, root, "hub", "endpoints", &eline);
+    if (one && many) {
+        report(c, eline, "hub.endpoints",
+               "give either hub.endpoint (one hub) or hub.endpoints (every hub of the group), not both "
+               "(hub.endpoint is on line %zu)", line);
+        return;
+    }
+    if (many && is_null(many)) {                /* "[]" is reported by apply_list */
+        report(c, eline, "hub.endpoints", "must have at least 1 entry");
+        return;
+    }
+    if (cfg->hub_endpoint_count > MAX_HUB_ENDPOINTS) {
+        report(c, eline, "hub.endpoints", "at most %d endpoints", MAX_HUB_ENDPOINTS);
+        return;
+    }
+    for (size_t i = 0; i < cfg->hub_endpoint_count; i++)
+        for (size_t k = 0; k < i; k++)
+            if (cfg->hub_endpoints[i][0] && strcmp(cfg->hub_endpoints[i], cfg->hub_endpoints[k]) == 0) {
+                char path[64];
+                snprintf(path, sizeof path, "hub.endpoints[%zu]", i);
+                report(c, eline, path, "duplicate endpoint \"%s\"", cfg->hub_endpoints[i]);
+            }
+    if (cfg->hub_endpoint_count) {
+        snprintf(cfg->hub_endpoint, sizeof cfg->hub_endpoint, "%s", cfg->hub_endpoints[0]);
+    } else if (cfg->hub_endpoint[0]) {
+        cfg->hub_endpoints = calloc(1, sizeof *cfg->hub_endpoints);
+        if (!cfg->hub_endpoints) {
+            c->nomem = 1;
+            return;
+        }
+        snprintf(cfg->hub_endpoints[0], sizeof cfg->hub_endpoints[0], "%s", cfg->hub_endpoint);
+        cfg->hub_endpoint_count = 1;
     }
 }
 
@@ -1153,7 +1206,10 @@ static tb_err_t load(const char *path, const schema_t *s, void *out, size_t size
     visit(&c, 1);                              /* the root is node 1 */
     walk_obj(&c, s, out, root, "", 1, NULL);
     if (s == &hub_schema) check_hub_http(&c, out, root);
-    if (s == &node_schema) check_node_api(&c, out, root);
+    if (s == &node_schema) {
+        check_node_api(&c, out, root);
+        check_node_hub(&c, out, root);
+    }
 
     if (!yaml_parser_load(&parser, &doc2)) {
         report_yaml(&c, &parser, buf, len);

@@ -104,7 +104,13 @@ typedef struct {
     char ca_certificate[TB_PATH_MAX];     /* keys.ca_certificate path (required)             */
     char curve_secret[TB_PATH_MAX];       /* keys.curve_secret  path (required)              */
     char curve_public[TB_PATH_MAX];       /* keys.curve_public  path (required)              */
-    char hub_endpoint[256];               /* hub.endpoint  tcp://host:port (required)        */
+    char hub_endpoint[256];               /* hub.endpoint  tcp://host:port; after loading
+                                             always hub_endpoints[0]                          */
+    char (*hub_endpoints)[256];           /* hub.endpoints  every hub of an active / standby
+                                             group, tried in turn; exactly one of hub.endpoint
+                                             and hub.endpoints is given. After loading it holds
+                                             hub.endpoint alone when that was given (>= 1)    */
+    size_t hub_endpoint_count;
     char hub_curve_public[41];            /* hub.curve_public  Z85, 40 chars (required)      */
     long hub_connect_timeout_ms;          /* hub.connect_timeout_ms 1000..86400000, default 15000:
                                              exit if the hub never answered in this time      */

@@ -10,6 +10,13 @@
 #   fed_register ID [TOPIC..]     add ID to the hub's registry, subscribed to TOPICs
 #                                 (extra YAML lines for it in $FED_REG_EXTRA)
 #   fed_light ID [ALG]            enrol ID only (for light test nodes without PostgreSQL)
+#   fed_hub_pg PORT PORT..        high availability: the hubs hub1..hubN of one active /
+#                                 standby group on a PostgreSQL store -- $FED_HUB_CONNINFO, or
+#                                 a cluster started in pg/hubdb; call instead of fed_hub (the
+#                                 registry in etc/hub.yaml is shared); fed_node then writes
+#                                 every endpoint into hub.endpoints
+#   fed_start_hubs                write etc/hubI.yaml and start hub1 (active), then the others
+#   fed_start_hub_i I             (re)start hubI only (log/hubI.log, run/hubI.pid)
 #   fed_start_hub / fed_start_node ID / fed_stop_node ID / fed_stop_all
 #   fed_psql ID SQL...            psql against ID's database
 #   fed_wait_log FILE REGEX SECS  wait until a log line matches
@@ -27,7 +34,7 @@ fed_setup() {
 }
 
 fed_hub() {
-  FED_HUB_PORT=$1
+  FED_HUB_PORT=$1 FED_HUB_PORTS=$1
   [ -f "$FED_ROOT/pki/hub/curve.pub" ] || "$FED_BUILD/tbctl" pki curve --out "$FED_ROOT/pki/hub" >/dev/null
   FED_HUB_PUB=$(cat "$FED_ROOT/pki/hub/curve.pub")
   mkdir -p "$FED_ROOT/hubdata"
@@ -50,6 +57,54 @@ log:
 ${FED_TOPICS:-topics: []}
 nodes:
 YAML
+}
+
+fed_hub_pg() {
+  fed_hub "$1" || return 1
+  FED_HUB_PORTS="$*"
+  if [ -z "${FED_HUB_CONNINFO:-}" ]; then
+    local d="$FED_ROOT/pg/hubdb" port
+    if [ -f "$d/port" ]; then port=$(cat "$d/port"); else
+      port=$(pg_free_port); mkdir -p "$d"; echo "$port" >"$d/port"
+    fi
+    [ -d "$d/pgdata" ] || pg_start "$d" "$port" || return 1
+    FED_HUB_CONNINFO=$(pg_conninfo "$d" "$port")
+  fi
+}
+
+# fed_hub_conf I: etc/hubI.yaml, hub I (1-based) of the group, from etc/hub.yaml
+fed_hub_conf() {
+  local i=$1 port
+  port=$(echo $FED_HUB_PORTS | cut -d' ' -f"$i")
+  mkdir -p "$FED_ROOT/hubdata-$i"
+  sed -e "s|^  id: hub\$|  id: hub$i|" -e "s|^  listen: .*|  listen: tcp://127.0.0.1:$port|" \
+      -e "s|^  data_dir: .*|  data_dir: $FED_ROOT/hubdata-$i|" \
+      -e "$( [ "$i" -gt 1 ] && echo '/^http:/d' || echo 's/^//' )" "$FED_ROOT/etc/hub.yaml" >"$FED_ROOT/etc/hub$i.yaml"
+  cat >>"$FED_ROOT/etc/hub$i.yaml" <<YAML
+store: postgresql
+postgresql:
+  conninfo: "$FED_HUB_CONNINFO"
+  timeout_ms: ${FED_HUB_PG_TIMEOUT_MS:-2000}
+  check_ms: 500
+YAML
+}
+
+fed_start_hub_i() {
+  local i=$1
+  fed_hub_conf "$i"
+  "$FED_BUILD/tongban-hub" -c "$FED_ROOT/etc/hub$i.yaml" >>"$FED_ROOT/log/hub$i.log" 2>&1 &
+  echo $! >"$FED_ROOT/run/hub$i.pid"
+}
+
+fed_start_hubs() {
+  local i n
+  n=$(echo $FED_HUB_PORTS | wc -w)
+  fed_start_hub_i 1
+  fed_wait_log "$FED_ROOT/log/hub1.log" 'event=active ' 20 || return 1
+  for ((i = 2; i <= n; i++)); do
+    fed_start_hub_i "$i"
+    fed_wait_log "$FED_ROOT/log/hub$i.log" 'event=started' 10 || return 1
+  done
 }
 
 fed_register() {
@@ -92,7 +147,11 @@ fed_node() {
   elif [ ! -f "$pgdir/pgdata/postmaster.pid" ]; then
     pg_as_owner "$(pg_bindir)/pg_ctl" -D "$pgdir/pgdata" -l "$pgdir/server.log" -w start >/dev/null || return 1
   fi
-  local routes="routes: []"
+  local routes="routes: []" hubep="endpoint: tcp://127.0.0.1:$FED_HUB_PORT" p
+  if [ "$(echo ${FED_HUB_PORTS:-} | wc -w)" -gt 1 ]; then
+    hubep="endpoints: [$(for p in $FED_HUB_PORTS; do printf 'tcp://127.0.0.1:%s, ' "$p"; done)"
+    hubep="${hubep%, }]"
+  fi
   if [ $# -gt 0 ]; then
     local to; to=$(printf '"%s", ' "$@"); to="[${to%, }]"
     routes=$(printf 'routes:\n  - catalog: "*"\n    to: %s' "$to")
@@ -109,7 +168,7 @@ keys:
   curve_secret: $FED_ROOT/pki/$id/curve.key
   curve_public: $FED_ROOT/pki/$id/curve.pub
 hub:
-  endpoint: tcp://127.0.0.1:$FED_HUB_PORT
+  $hubep
   curve_public: "$FED_HUB_PUB"
 postgresql:
   conninfo: "$(pg_conninfo "$pgdir" "$port")"

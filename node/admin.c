@@ -61,7 +61,11 @@ static char *status_render(node_t *self, int json)
         jsonw_str(&w, "version", TB_VERSION_STRING);
         jsonw_u64(&w, "uptime_s", (now - self->started_ms) / 1000);
         jsonw_obj_begin(&w, "hub");
-        jsonw_str(&w, "endpoint", self->cfg->hub_endpoint);
+        jsonw_str(&w, "endpoint", self->cfg->hub_endpoints[self->ep]);     /* the current one */
+        jsonw_arr_begin(&w, "endpoints");
+        for (size_t i = 0; i < self->cfg->hub_endpoint_count; i++) jsonw_str(&w, NULL, self->cfg->hub_endpoints[i]);
+        jsonw_arr_end(&w);
+        jsonw_u64(&w, "failovers", self->hub_failovers);
         jsonw_bool(&w, "connected", self->welcomed);
         jsonw_i64(&w, "last_heard_ms_ago", self->last_heard_ms ? (long long)(now - self->last_heard_ms) : -1);
         jsonw_i64(&w, "last_ack_ms_ago", self->last_ack_ms ? (long long)(now - self->last_ack_ms) : -1);
@@ -111,7 +115,10 @@ static char *status_render(node_t *self, int json)
     } else {
         jsonw_raw(&w, "node %s  version %s  up %llus\n", self->cfg->id, TB_VERSION_STRING,
                   (unsigned long long)((now - self->started_ms) / 1000));
-        jsonw_raw(&w, "hub        %s  %s", self->cfg->hub_endpoint, self->welcomed ? "connected" : "NOT CONNECTED");
+        jsonw_raw(&w, "hub        %s  %s", self->cfg->hub_endpoints[self->ep], self->welcomed ? "connected" : "NOT CONNECTED");
+        if (self->cfg->hub_endpoint_count > 1)
+            jsonw_raw(&w, " (endpoint %zu of %zu, %lu failovers)", self->ep + 1, self->cfg->hub_endpoint_count,
+                      self->hub_failovers);
         if (self->last_ack_ms) jsonw_raw(&w, ", last ack %llus ago", (unsigned long long)((now - self->last_ack_ms) / 1000));
         jsonw_raw(&w, ", %zu batches in flight\n", self->npend);
         jsonw_raw(&w, "postgresql %s\n", self->store ? "connected" : "NOT CONNECTED (retrying)");

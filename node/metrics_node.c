@@ -18,7 +18,7 @@ static const char *comp = "node";
 enum {
     M_BATCHES_SENT, M_RECORDS_SENT, M_ACKS, M_NACKS, M_BATCHES_APPLIED, M_RECORDS_APPLIED,
     M_DUPLICATES, M_REJECTED_IN, M_PG_ERRORS, M_OUTBOX_UNACKED, M_HUB_CONNECTED, M_PG_CONNECTED,
-    M_APPLY_SECONDS, M_CERT_DAYS, M_START_TIME, M_BUILD_INFO, M_COUNT
+    M_APPLY_SECONDS, M_CERT_DAYS, M_START_TIME, M_BUILD_INFO, M_HUB_FAILOVERS, M_COUNT
 };
 
 static const struct {
@@ -51,6 +51,8 @@ static const struct {
     [M_START_TIME] = { "process_start_time_seconds", TB_METRIC_GAUGE,
                        "Start time of the process since unix epoch in seconds." },
     [M_BUILD_INFO] = { "tongban_node_build_info", TB_METRIC_GAUGE, "Version of the node; the value is 1." },
+    [M_HUB_FAILOVERS] = { "tongban_node_hub_failovers_total", TB_METRIC_COUNTER,
+                          "Moves to the next hub endpoint (hub.endpoints) after the hub stopped answering." },
 };
 
 static const double apply_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
@@ -167,6 +169,7 @@ tb_err_t node_metrics_render(node_metrics_t *self, const node_stats_t *s, const 
     SET(M_OUTBOX_UNACKED, NULL, g->outbox_unacked);
     SET(M_HUB_CONNECTED, NULL, g->hub_connected != 0);
     SET(M_PG_CONNECTED, NULL, g->pg_connected != 0);
+    SET(M_HUB_FAILOVERS, NULL, g->hub_failovers);
     if (g->cert) SET(M_CERT_DAYS, NULL, tb_cert_days_left(g->cert));
     SET(M_START_TIME, NULL, self->started);
     tb_metrics_labels(l, sizeof l, "version", TB_VERSION_STRING, "node", self->id, (char *)NULL);

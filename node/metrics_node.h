@@ -20,6 +20,8 @@
  *   tongban_node_outbox_unacked_batches    gauge: signed batches awaiting the hub's Ack
  *   tongban_node_hub_connected             gauge: 1 if welcomed by the hub
  *   tongban_node_pg_connected              gauge: 1 if connected to PostgreSQL
+ *   tongban_node_hub_failovers_total       moves to the next hub endpoint (node_gauges_t:
+ *                                          the count lives in the loop, not node_stats_t)
  *   tongban_node_apply_seconds             histogram: time to apply one delivery (node_metrics_apply)
  *   tongban_node_cert_days_left            gauge: days until this node's certificate expires
  *   process_start_time_seconds             gauge
@@ -46,6 +48,7 @@ typedef struct {
     int pg_connected;             /* the store is open (node->store != NULL) */
     size_t outbox_unacked;        /* node->npend */
     const tb_cert_t *cert;        /* this node's certificate, NULL: not shown */
+    unsigned long hub_failovers;  /* counter: moves to the next hub endpoint (node->hub_failovers) */
 } node_gauges_t;
 
 /* Creates the registry and, when cfg->http_listen is set, starts the HTTP

@@ -86,6 +86,60 @@ static tb_err_t load_unacked(node_t *self, char *err, size_t errlen)
     return TB_OK;
 }
 
+/* ---- the hub connection ---- */
+
+static void dealer_close(node_t *self)
+{
+    if (self->mon) zmq_close(self->mon);
+    if (self->dealer) zmq_close(self->dealer);
+    self->mon = self->dealer = NULL;
+}
+
+/* Opens a DEALER (CURVE, heartbeats) to cfg->hub_endpoints[self->ep] and,
+ * with several endpoints, a monitor PAIR that reports its disconnections.
+ * Returns TB_OK, or TB_ERR_IO with err filled (nothing left open). */
+static tb_err_t dealer_open(node_t *self, uint64_t now, char *err, size_t errlen)
+{
+    const tb_node_config_t *cfg = self->cfg;
+    const char *ep = cfg->hub_endpoints[self->ep];
+    int multi = cfg->hub_endpoint_count > 1;
+    /* several hubs: retry a refused connection often (a standby binds
+     * its port once it took over), and learn of a broken one at once */
+    int zero = 0, hb = HEARTBEAT_MS, hbto = HUB_SILENT_MS, ivl = 100, ivlmax = multi ? 200 : 2000;
+    int64_t maxmsg = 1 << 30;
+    char mon[64];
+    self->ep_since_ms = now;
+    self->ep_handshaken = 0;
+    self->dealer = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (!self->dealer) goto fail;
+    zmq_setsockopt(self->dealer, ZMQ_CURVE_SERVERKEY, cfg->hub_curve_public, 40);
+    zmq_setsockopt(self->dealer, ZMQ_CURVE_SECRETKEY, self->curve_secret, 40);
+    zmq_setsockopt(self->dealer, ZMQ_CURVE_PUBLICKEY, self->curve_public, 40);
+    zmq_setsockopt(self->dealer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->dealer, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(self->dealer, ZMQ_HEARTBEAT_TIMEOUT, &hbto, sizeof hbto);
+    zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL_MAX, &ivlmax, sizeof ivlmax);
+    zmq_setsockopt(self->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (multi) {
+        snprintf(mon, sizeof mon, "inproc://tb-node-monitor-%u", ++self->mon_seq);
+        if (zmq_socket_monitor(self->dealer, mon, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
+            goto fail;
+        self->mon = zmq_socket(self->ctx, ZMQ_PAIR);
+        if (!self->mon || zmq_connect(self->mon, mon) != 0) goto fail;
+    }
+    if (zmq_connect(self->dealer, ep) != 0) {
+        snprintf(err, errlen, "cannot connect to hub %s: %s", ep, zmq_strerror(errno));
+        dealer_close(self);
+        return TB_ERR_IO;
+    }
+    return TB_OK;
+fail:
+    snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
+    dealer_close(self);
+    return TB_ERR_IO;
+}
+
 tb_err_t node_new(const tb_node_config_t *cfg, node_t **out, char *err, size_t errlen)
 {
     tb_err_t rc;
@@ -130,26 +184,13 @@ tb_err_t node_new(const tb_node_config_t *cfg, node_t **out, char *err, size_t e
     self->next_query_id >>= 1;          /* room to count up */
     if ((rc = node_metrics_new(cfg, &self->metrics, err, errlen)) != TB_OK) goto fail;
     rc = TB_ERR_IO;
-    self->dealer = self->ctx ? zmq_socket(self->ctx, ZMQ_DEALER) : NULL;
-    if (!self->dealer) {
+    if (!self->ctx) {
         snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
         goto fail;
     }
-    int zero = 0, hb = HEARTBEAT_MS, hbto = HUB_SILENT_MS, ivl = 100, ivlmax = 2000;
-    int64_t maxmsg = 1 << 30;
-    zmq_setsockopt(self->dealer, ZMQ_CURVE_SERVERKEY, cfg->hub_curve_public, 40);
-    zmq_setsockopt(self->dealer, ZMQ_CURVE_SECRETKEY, secret, 40);
-    zmq_setsockopt(self->dealer, ZMQ_CURVE_PUBLICKEY, public, 40);
-    zmq_setsockopt(self->dealer, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(self->dealer, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
-    zmq_setsockopt(self->dealer, ZMQ_HEARTBEAT_TIMEOUT, &hbto, sizeof hbto);
-    zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-    zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL_MAX, &ivlmax, sizeof ivlmax);
-    zmq_setsockopt(self->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_connect(self->dealer, cfg->hub_endpoint) != 0) {
-        snprintf(err, errlen, "cannot connect to hub %s: %s", cfg->hub_endpoint, zmq_strerror(errno));
-        goto fail;
-    }
+    memcpy(self->curve_secret, secret, sizeof secret);
+    memcpy(self->curve_public, public, sizeof public);
+    if ((rc = dealer_open(self, tb_now_ms(), err, errlen)) != TB_OK) goto fail;
     memset(secret, 0, sizeof secret);
     *out = self;
     return TB_OK;
@@ -172,7 +213,8 @@ void node_destroy(node_t **selfp)
     node_t *self = selfp ? *selfp : NULL;
     if (!self) return;
     node_metrics_destroy(&self->metrics);
-    if (self->dealer) zmq_close(self->dealer);
+    dealer_close(self);
+    memset(self->curve_secret, 0, sizeof self->curve_secret);
     if (self->admin) zmq_close(self->admin);
     api_destroy(&self->api);
     if (self->ctx) zmq_ctx_term(self->ctx);
@@ -252,6 +294,75 @@ static void send_hello(node_t *self, uint64_t now)
     f.hello = &h;
     send_frame(self, &f);
     self->last_hello_ms = now;
+}
+
+/* Moves to the next hub endpoint (round robin): a fresh DEALER, so nothing
+ * queued for the old hub lingers; Hello at once (with acked_seq); every
+ * unacked batch goes again, in seq order, after the Welcome (on_welcome) --
+ * the hub deduplicates by (sender, seq). */
+static void hub_failover(node_t *self, uint64_t now, const char *reason)
+{
+    char err[TB_ERRLEN], q[TB_ERRLEN + 8];
+    const char *from = self->cfg->hub_endpoints[self->ep];
+    dealer_close(self);
+    self->ep = (self->ep + 1) % self->cfg->hub_endpoint_count;
+    self->hub_failovers++;
+    self->welcomed = 0;
+    self->last_heard_ms = now;
+    tb_log(TB_LOG_WARN, comp, "hub_failover", "node=%s from=%s to=%s reason=%s unacked=%zu failovers=%lu",
+           self->cfg->id, from, self->cfg->hub_endpoints[self->ep], reason, self->npend,
+           self->hub_failovers);
+    if (dealer_open(self, now, err, sizeof err) != TB_OK) {     /* the next one in FAILOVER_WELCOME_MS */
+        tb_log(TB_LOG_ERROR, comp, "hub_connect_failed", "node=%s endpoint=%s error=%s", self->cfg->id,
+               self->cfg->hub_endpoints[self->ep], tb_log_quote(err, q, sizeof q));
+        return;
+    }
+    send_hello(self, now);
+}
+
+/* Reads the DEALER's monitor. Returns 1 if the connection to the hub broke
+ * (the hub died or closed its port: fenced, stopped), else 0. The first
+ * completed handshake restarts the Welcome clock: a hub that just took over
+ * and accepted us gets its FAILOVER_WELCOME_MS to answer. */
+static int hub_disconnected(node_t *self, uint64_t now)
+{
+    int hit = 0;
+    while (self->mon) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        uint16_t ev = 0;                /* frame 1: event (16 bits) + value (32 bits) */
+        if (zmq_msg_size(&m) >= sizeof ev) memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+        if (ev == ZMQ_EVENT_DISCONNECTED) hit = 1;
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && !self->ep_handshaken) {
+            self->ep_handshaken = 1;
+            self->ep_since_ms = now;
+        }
+        int more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        while (more) {                  /* frame 2: the endpoint */
+            zmq_msg_init(&m);
+            more = zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+    }
+    return hit;
+}
+
+/* With several hub endpoints: moves on when the current hub broke the
+ * connection, stays silent (HUB_SILENT_MS) or did not welcome us within
+ * FAILOVER_WELCOME_MS (a standby does not listen). At most one move per
+ * FAILOVER_WELCOME_MS while no hub answers: never a busy loop. */
+static void failover_check(node_t *self, uint64_t now)
+{
+    if (self->cfg->hub_endpoint_count < 2) return;
+    int broken = hub_disconnected(self, now);
+    if (self->welcomed && broken) hub_failover(self, now, "disconnected");
+    else if (self->welcomed && now - self->last_heard_ms > HUB_SILENT_MS) hub_failover(self, now, "hub_silent");
+    else if (!self->welcomed && now - self->ep_since_ms >= FAILOVER_WELCOME_MS) hub_failover(self, now, "no_welcome");
 }
 
 /* Sends pending batches that were never sent or whose ack is overdue. */
@@ -450,9 +561,9 @@ static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
 {
     load_directory(self, w->directory);
     if (!self->welcomed)
-        tb_log(TB_LOG_INFO, comp, "hub_connected", "node=%s hub=%s endpoint=%s directory=%zu unacked=%zu",
-               self->cfg->id, w->hub_id ? w->hub_id : "", self->cfg->hub_endpoint, self->ndir,
-               self->npend);
+        tb_log(TB_LOG_INFO, comp, "hub_connected", "node=%s hub=%s endpoint=%s directory=%zu unacked=%zu ms=%llu",
+               self->cfg->id, w->hub_id ? w->hub_id : "", self->cfg->hub_endpoints[self->ep], self->ndir,
+               self->npend, (unsigned long long)(now - self->ep_since_ms));
     self->welcomed = self->ever_welcomed = 1;
     for (size_t i = 0; i < self->npend; i++) self->pend[i].sent_ms = 0;
     self->outbox_dirty = 1;
@@ -541,15 +652,26 @@ static const dir_t *dir_by_key_id(const node_t *self, const char *key_id)
     return NULL;
 }
 
-/* A delivery: hub_seq and the signed batch bytes exactly as journaled. */
-static void on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len)
+/* Deliveries applied in one transaction when they are backed up (see
+ * on_deliver): at most this many batches / entries per group. */
+#define GROUP_MAX_BATCHES 16
+#define GROUP_MAX_ENTRIES 8192
+
+static void on_dealer_msg(node_t *self, zmq_msg_t *held, uint64_t now);
+
+/* Checks a delivery's signature, signer and destination. Returns 0 with
+ * *sbp and *bp set (the caller frees them), or -1 after logging and counting
+ * the rejection (never acked, as before). */
+static int verify_delivery(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len,
+                           Tongban__SignedBatch **sbp, Tongban__Batch **bp)
 {
     char err[TB_ERRLEN], q[TB_ERRLEN + 8];
     Tongban__Batch *b = NULL;
-    if (!self->store) return;             /* not acked: the hub redelivers */
     Tongban__SignedBatch *sb = tongban__signed_batch__unpack(NULL, raw_len, raw);
     const dir_t *sender = sb && sb->signer_key_id ? dir_by_key_id(self, sb->signer_key_id) : NULL;
     const char *why = NULL;
+    *sbp = NULL;
+    *bp = NULL;
     if (!sb) why = "no batch";
     else if (!sender) why = "signer not in the directory";
     else if (sender->revoked) why = "signer revoked";
@@ -561,47 +683,138 @@ static void on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_
         tb_log(TB_LOG_ERROR, comp, "delivery_rejected", "node=%s hub_seq=%llu sender=%s error=%s",
                self->cfg->id, (unsigned long long)hub_seq, sender ? sender->id : "?",
                tb_log_quote(why, q, sizeof q));
-        goto done;
+        if (b) tongban__batch__free_unpacked(b, NULL);
+        if (sb) tongban__signed_batch__free_unpacked(sb, NULL);
+        return -1;
     }
-    int applied = 0;
-    size_t dead = 0;
-    uint64_t t0 = tb_now_ms();
-    double t_apply = tb_metrics_now();
-    tb_err_t rc = tb_store_apply_batch(self->store, b, raw, raw_len, &applied, &dead, err, sizeof err);
-    if (rc == TB_ERR_UNAVAILABLE) {
-        store_lost(self, "apply", err);
-        goto done;
-    }
-    if (rc != TB_OK) {
-        self->stats.rejected_in++;
-        self->stats.pg_errors++;
-        tb_log(TB_LOG_ERROR, comp, "apply_failed", "node=%s sender=%s seq=%llu error=%s", self->cfg->id,
-               b->sender, (unsigned long long)b->seq, tb_log_quote(err, q, sizeof q));
-        goto done;
-    }
-    if (applied) {
-        node_metrics_apply(self->metrics, tb_metrics_now() - t_apply);
-        self->stats.batches_applied++;
-        self->stats.records_applied += b->n_entries - dead;
-        self->stats.dead_letters += dead;
-        self->stats.apply_ms_total += tb_now_ms() - t0;
-        if (dead)
-            tb_log(TB_LOG_WARN, comp, "dead_letters", "node=%s sender=%s seq=%llu entries=%zu dead=%zu hint=\"tbctl node dead-letters\"",
-                   self->cfg->id, b->sender, (unsigned long long)b->seq, b->n_entries, dead);
-    } else {
-        self->stats.duplicates++;
-        tb_log(TB_LOG_INFO, comp, "duplicate_skipped", "node=%s sender=%s seq=%llu", self->cfg->id,
-               b->sender, (unsigned long long)b->seq);
-    }
+    *sbp = sb;
+    *bp = b;
+    return 0;
+}
+
+static void ack_delivery(node_t *self, uint64_t hub_seq)
+{
     Tongban__DeliverAck da = TONGBAN__DELIVER_ACK__INIT;
     da.hub_seq = hub_seq;
     Tongban__Frame f = TONGBAN__FRAME__INIT;
     f.kind_case = TONGBAN__FRAME__KIND_DELIVER_ACK;
     f.deliver_ack = &da;
     send_frame(self, &f);
+}
+
+/* One delivery of a group: its hub_seq, its message when read ahead here
+ * (raw points into it), the decoded batch. */
+typedef struct {
+    uint64_t hub_seq;
+    const uint8_t *raw;
+    size_t raw_len;
+    zmq_msg_t msg;
+    int has_msg;
+    Tongban__SignedBatch *sb;
+    Tongban__Batch *b;
+} delivery_t;
+
+/* A delivery: hub_seq and the signed batch bytes exactly as journaled.
+ * Deliveries already waiting on the socket behind it (a backlog, catch-up)
+ * are read and verified too, up to GROUP_MAX_*, and the verified ones applied
+ * in one PostgreSQL transaction (tb_store_apply_batches); each is acked only
+ * after that transaction committed. A frame of another kind read on the way
+ * ends the group and is handled after it, so frames keep their order. */
+static void on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len)
+{
+    delivery_t g[GROUP_MAX_BATCHES];
+    tb_apply_item_t *items = NULL;
+    size_t n = 0, entries = 0;
+    zmq_msg_t held;
+    int have_held = 0;
+    uint64_t now = tb_now_ms();
+    if (!self->store) return;             /* not acked: the hub redelivers */
+    if (verify_delivery(self, hub_seq, raw, raw_len, &g[0].sb, &g[0].b) != 0) return;
+    g[0].hub_seq = hub_seq;
+    g[0].raw = raw;
+    g[0].raw_len = raw_len;
+    g[0].has_msg = 0;
+    entries = g[0].b->n_entries;
+    n = 1;
+    while (n < GROUP_MAX_BATCHES && entries < GROUP_MAX_ENTRIES) {
+        int ev = 0;
+        size_t evlen = sizeof ev;
+        if (zmq_getsockopt(self->dealer, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN)) break;
+        delivery_t *d = &g[n];
+        zmq_msg_init(&d->msg);
+        if (zmq_msg_recv(&d->msg, self->dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&d->msg);
+            break;
+        }
+        self->last_heard_ms = now = tb_now_ms();
+        if (tb_frame_parse_deliver(zmq_msg_data(&d->msg), zmq_msg_size(&d->msg), &d->hub_seq, &d->raw,
+                                   &d->raw_len) != TB_OK) {
+            zmq_msg_init(&held);
+            zmq_msg_move(&held, &d->msg);
+            zmq_msg_close(&d->msg);
+            have_held = 1;
+            break;
+        }
+        if (verify_delivery(self, d->hub_seq, d->raw, d->raw_len, &d->sb, &d->b) != 0) {
+            zmq_msg_close(&d->msg);
+            continue;
+        }
+        d->has_msg = 1;
+        entries += d->b->n_entries;
+        n++;
+    }
+
+    if (!(items = calloc(n, sizeof *items))) goto done;   /* not acked: redelivered */
+    for (size_t i = 0; i < n; i++) {
+        items[i].batch = g[i].b;
+        items[i].signed_batch = g[i].raw;
+        items[i].signed_len = g[i].raw_len;
+    }
+    uint64_t t0 = tb_now_ms();
+    double t_apply = tb_metrics_now();
+    tb_store_apply_batches(self->store, items, n);
+    double dt = tb_metrics_now() - t_apply;
+    size_t napplied = 0;
+    for (size_t i = 0; i < n; i++) napplied += items[i].rc == TB_OK && items[i].applied;
+    self->stats.apply_ms_total += tb_now_ms() - t0;
+    for (size_t i = 0; i < n; i++) {
+        const tb_apply_item_t *it = &items[i];
+        const Tongban__Batch *b = g[i].b;
+        char q[TB_ERRLEN + 8];
+        if (it->rc == TB_ERR_UNAVAILABLE) {
+            store_lost(self, "apply", it->err);   /* this one and the rest: not acked */
+            break;
+        }
+        if (it->rc != TB_OK) {
+            self->stats.rejected_in++;
+            self->stats.pg_errors++;
+            tb_log(TB_LOG_ERROR, comp, "apply_failed", "node=%s sender=%s seq=%llu error=%s", self->cfg->id,
+                   b->sender, (unsigned long long)b->seq, tb_log_quote(it->err, q, sizeof q));
+            continue;
+        }
+        if (it->applied) {
+            node_metrics_apply(self->metrics, dt / (double)napplied);
+            self->stats.batches_applied++;
+            self->stats.records_applied += b->n_entries - it->dead;
+            self->stats.dead_letters += it->dead;
+            if (it->dead)
+                tb_log(TB_LOG_WARN, comp, "dead_letters", "node=%s sender=%s seq=%llu entries=%zu dead=%zu hint=\"tbctl node dead-letters\"",
+                       self->cfg->id, b->sender, (unsigned long long)b->seq, b->n_entries, it->dead);
+        } else {
+            self->stats.duplicates++;
+            tb_log(TB_LOG_INFO, comp, "duplicate_skipped", "node=%s sender=%s seq=%llu", self->cfg->id,
+                   b->sender, (unsigned long long)b->seq);
+        }
+        ack_delivery(self, g[i].hub_seq);
+    }
 done:
-    if (b) tongban__batch__free_unpacked(b, NULL);
-    if (sb) tongban__signed_batch__free_unpacked(sb, NULL);
+    free(items);
+    for (size_t i = 0; i < n; i++) {
+        tongban__batch__free_unpacked(g[i].b, NULL);
+        tongban__signed_batch__free_unpacked(g[i].sb, NULL);
+        if (g[i].has_msg) zmq_msg_close(&g[i].msg);
+    }
+    if (have_held) on_dealer_msg(self, &held, now);
 }
 
 uint64_t node_send_query(node_t *self, const char *dest, const char *kind, const char *body)
@@ -703,9 +916,17 @@ static void on_query(node_t *self, const Tongban__Query *q)
 
 static void on_dealer(node_t *self, uint64_t now)
 {
+    on_dealer_msg(self, NULL, now);
+}
+
+/* Handles one frame from the hub: held (moved from, closed here), or the
+ * next one received when held is NULL. */
+static void on_dealer_msg(node_t *self, zmq_msg_t *held, uint64_t now)
+{
     zmq_msg_t m;
     zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, self->dealer, ZMQ_DONTWAIT) < 0) goto done;
+    if (held) zmq_msg_move(&m, held), zmq_msg_close(held);
+    else if (zmq_msg_recv(&m, self->dealer, ZMQ_DONTWAIT) < 0) goto done;
     self->last_heard_ms = now;
     uint64_t hub_seq;
     const uint8_t *sbraw;
@@ -746,14 +967,16 @@ static void on_timer(node_t *self, uint64_t now)
     node_admin_timer(self, now);
     api_timer(self->api, now);
     node_gauges_t g = { .hub_connected = self->welcomed, .pg_connected = self->store != NULL,
-                        .outbox_unacked = self->npend, .cert = self->cert };
+                        .outbox_unacked = self->npend, .cert = self->cert,
+                        .hub_failovers = self->hub_failovers };
     node_metrics_tick(self->metrics, &self->stats, &g);
+    failover_check(self, now);
     if (!self->welcomed) {
         if (now - self->last_hello_ms >= HELLO_EVERY_MS) send_hello(self, now);
     } else {
         if (now - self->last_heard_ms > HUB_SILENT_MS) {
             tb_log(TB_LOG_WARN, comp, "hub_lost", "node=%s endpoint=%s silent_ms=%llu unacked=%zu",
-                   self->cfg->id, self->cfg->hub_endpoint,
+                   self->cfg->id, self->cfg->hub_endpoints[self->ep],
                    (unsigned long long)(now - self->last_heard_ms), self->npend);
             self->welcomed = 0;
             send_hello(self, now);
@@ -810,7 +1033,9 @@ tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errle
     CHANGED_STR(ca_certificate, "keys.ca_certificate");
     CHANGED_STR(curve_secret, "keys.curve_secret");
     CHANGED_STR(curve_public, "keys.curve_public");
-    CHANGED_STR(hub_endpoint, "hub.endpoint");
+    if (old->hub_endpoint_count != cfg->hub_endpoint_count ||
+        memcmp(old->hub_endpoints, cfg->hub_endpoints, old->hub_endpoint_count * sizeof *old->hub_endpoints) != 0)
+        restart[nr++] = old->hub_endpoint_count == 1 && cfg->hub_endpoint_count == 1 ? "hub.endpoint" : "hub.endpoints";
     CHANGED_STR(hub_curve_public, "hub.curve_public");
     CHANGED_STR(pg_conninfo, "postgresql.conninfo");
     CHANGED_STR(http_listen, "http.listen");
@@ -827,6 +1052,16 @@ tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errle
     memcpy(cfg->curve_secret, old->curve_secret, sizeof cfg->curve_secret);
     memcpy(cfg->curve_public, old->curve_public, sizeof cfg->curve_public);
     memcpy(cfg->hub_endpoint, old->hub_endpoint, sizeof cfg->hub_endpoint);
+    char (*eps)[sizeof *old->hub_endpoints] = malloc(old->hub_endpoint_count * sizeof *eps);
+    if (!eps) {
+        tb_node_config_free(cfg);
+        free(cfg);
+        return TB_ERR_NOMEM;
+    }
+    memcpy(eps, old->hub_endpoints, old->hub_endpoint_count * sizeof *eps);
+    free(cfg->hub_endpoints);
+    cfg->hub_endpoints = eps;
+    cfg->hub_endpoint_count = old->hub_endpoint_count;
     memcpy(cfg->hub_curve_public, old->hub_curve_public, sizeof cfg->hub_curve_public);
     memcpy(cfg->pg_conninfo, old->pg_conninfo, sizeof cfg->pg_conninfo);
     memcpy(cfg->http_listen, old->http_listen, sizeof cfg->http_listen);
@@ -859,8 +1094,8 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
 {
     uint64_t now = tb_now_ms();
     self->started_ms = self->last_stats_ms = now;
-    tb_log(TB_LOG_INFO, comp, "started", "node=%s hub=%s alg=%s version=%s", self->cfg->id,
-           self->cfg->hub_endpoint, tb_alg_name(tb_signer_alg(self->signer)), TB_VERSION_STRING);
+    tb_log(TB_LOG_INFO, comp, "started", "node=%s hub=%s hubs=%zu alg=%s version=%s", self->cfg->id,
+           self->cfg->hub_endpoints[self->ep], self->cfg->hub_endpoint_count, tb_alg_name(tb_signer_alg(self->signer)), TB_VERSION_STRING);
     send_hello(self, now);
     self->outbox_dirty = 1;
     while (!*stop) {
@@ -870,7 +1105,7 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
             if (node_reload(self, cfg_path, err, sizeof err) != TB_OK)
                 tb_log(TB_LOG_ERROR, comp, "reload_failed", "node=%s error=\"%s\"", self->cfg->id, err);
         }
-        zmq_pollitem_t items[5] = { { self->dealer, 0, ZMQ_POLLIN, 0 },
+        zmq_pollitem_t items[5] = { { self->dealer, 0, self->dealer ? ZMQ_POLLIN : 0, 0 },
                                      { self->admin, 0, self->admin_waiting ? 0 : ZMQ_POLLIN, 0 },
                                      { NULL, -1, ZMQ_POLLIN, 0 } };
         int nitems = 2;
@@ -934,8 +1169,8 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
         on_timer(self, now);
         if (!self->ever_welcomed && now - self->started_ms > (uint64_t)self->cfg->hub_connect_timeout_ms) {
             tb_log(TB_LOG_ERROR, comp, "hub_unreachable",
-                   "node=%s endpoint=%s waited_ms=%ld hint=\"check hub.endpoint, hub.curve_public and that this node's CURVE key is registered at the hub\"",
-                   self->cfg->id, self->cfg->hub_endpoint, self->cfg->hub_connect_timeout_ms);
+                   "node=%s endpoint=%s waited_ms=%ld hint=\"check hub.endpoint(s), hub.curve_public and that this node's CURVE key is registered at the hub\"",
+                   self->cfg->id, self->cfg->hub_endpoints[self->ep], self->cfg->hub_connect_timeout_ms);
             return TB_ERR_UNAVAILABLE;
         }
         if (self->outbox_dirty && (!self->batch_deadline || now >= self->batch_deadline) &&

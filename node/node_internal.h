@@ -16,6 +16,8 @@
 #define HELLO_EVERY_MS 1000
 #define HEARTBEAT_MS 1000
 #define HUB_SILENT_MS 5000         /* no frame for this long: hub considered lost */
+#define FAILOVER_WELCOME_MS 3000   /* with several hub.endpoints: no Welcome this long after
+                                      connecting (a standby does not listen) -> next endpoint */
 #define PG_RETRY_MS 1000
 #define STATS_EVERY_MS 30000
 #define DRAIN_BUDGET_MS 50        /* longest stretch of receiving before other work */
@@ -41,6 +43,15 @@ struct node {
     tb_signer_t *signer;
     tb_cert_t *cert, *ca;
     void *ctx, *dealer;
+    /* the hub connection: one DEALER to cfg->hub_endpoints[ep]; with several
+     * endpoints a failover closes it and opens one to the next (round robin) */
+    char curve_secret[41], curve_public[41];   /* this node's CURVE keys (Z85), for new DEALERs */
+    void *mon;                    /* PAIR: the DEALER's disconnect events (several endpoints only) */
+    unsigned mon_seq;             /* names the monitor's inproc endpoint */
+    size_t ep;                    /* index of the current endpoint */
+    uint64_t ep_since_ms;         /* when the DEALER to it was opened (or first shook hands) */
+    int ep_handshaken;            /* the DEALER completed a handshake with this endpoint */
+    unsigned long hub_failovers;
     tb_store_t *store;
     uint64_t pg_retry_ms;
     dir_t *dir;

@@ -1227,19 +1227,68 @@ done:
     return rc;
 }
 
-tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, const uint8_t *signed_batch,
-                              size_t signed_len, int *applied, size_t *dead, char *err, size_t errlen)
+/* A received batch decoded for the apply: msgs[i] the RecordUpsert /
+ * RecordDelete of entry i, or NULL with the reason in why[i]; live[0..nlive-1]
+ * the entries to apply, in batch order. */
+typedef struct {
+    void **msgs;
+    char **why;
+    size_t *live;
+    size_t nent, nlive;
+} decoded_t;
+
+static void decoded_free(const Tongban__Batch *batch, decoded_t *d)
 {
-    tb_err_t rc;
-    void **msgs = NULL;
-    char **why = NULL;
-    size_t *live = NULL;
-    size_t nent = 0, nlive = 0, ndead = 0;
-    int fresh = 0;
-    *applied = 0;
-    if (dead)
-        *dead = 0;
-    if (!self || !batch || !batch->sender || !*batch->sender || batch->seq > INT64_MAX ||
+    for (size_t i = 0; i < d->nent; i++) {
+        if (d->msgs && d->msgs[i])
+            free_entry(batch->entries[i]->type, d->msgs[i]);
+        if (d->why)
+            free(d->why[i]);
+    }
+    free(d->msgs);
+    free(d->why);
+    free(d->live);
+    memset(d, 0, sizeof *d);
+}
+
+/* Decodes every entry of batch into d (what cannot be decoded, or the
+ * entry check refuses, is a dead letter). 0, or -1 when out of memory
+ * (d freed). */
+static int decode_batch(tb_store_t *self, const Tongban__Batch *batch, decoded_t *d)
+{
+    size_t nent = batch->n_entries;
+    memset(d, 0, sizeof *d);
+    d->nent = nent;
+    if (nent && (!(d->msgs = calloc(nent, sizeof *d->msgs)) || !(d->why = calloc(nent, sizeof *d->why)) ||
+                 !(d->live = calloc(nent, sizeof *d->live))))
+        goto nomem;
+    for (size_t i = 0; i < nent; i++) {
+        const Tongban__Entry *e = batch->entries[i];
+        char reason[512];
+        if (!e)
+            seterr(reason, sizeof reason, "entry is missing");
+        else
+            d->msgs[i] = decode_entry(e->type, e->payload.data, e->payload.len, reason, sizeof reason);
+        if (d->msgs[i] && entry_refused(self, batch->sender, e->type, d->msgs[i], reason, sizeof reason)) {
+            free_entry(e->type, d->msgs[i]);
+            d->msgs[i] = NULL;
+        }
+        if (d->msgs[i])
+            d->live[d->nlive++] = i;
+        else if (!(d->why[i] = strdup(reason)))
+            goto nomem;
+    }
+    return 0;
+nomem:
+    decoded_free(batch, d);
+    return -1;
+}
+
+/* The checks tb_store_apply_batch makes of its arguments. */
+static tb_err_t apply_args_ok(const Tongban__Batch *batch, const uint8_t *signed_batch, size_t signed_len,
+                              char *err, size_t errlen)
+{
+    if (!batch || !batch->sender || !*batch->sender || batch->seq > INT64_MAX ||
         (batch->n_entries && !batch->entries)) {
         seterr(err, errlen, "apply: batch without sender or with seq out of range");
         return TB_ERR_PROTO;
@@ -1248,6 +1297,35 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
         seterr(err, errlen, "apply: invalid signed batch bytes");
         return TB_ERR_INVALID;
     }
+    return TB_OK;
+}
+
+static void log_dead(const Tongban__Batch *batch, const decoded_t *d, size_t ndead)
+{
+    size_t first = 0;
+    while (!d->why[first])
+        first++;
+    char q[1024];
+    tb_log(TB_LOG_WARN, "store", "dead_letters", "sender=%s seq=%" PRIu64 " entries=%zu dead=%zu first=%zu reason=%s",
+           batch->sender, batch->seq, d->nent, ndead, first, tb_log_quote(d->why[first], q, sizeof q));
+}
+
+tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, const uint8_t *signed_batch,
+                              size_t signed_len, int *applied, size_t *dead, char *err, size_t errlen)
+{
+    tb_err_t rc;
+    decoded_t dec = {0};
+    size_t ndead = 0;
+    int fresh = 0;
+    *applied = 0;
+    if (dead)
+        *dead = 0;
+    if (!self) {
+        seterr(err, errlen, "apply: no store");
+        return TB_ERR_INVALID;
+    }
+    if ((rc = apply_args_ok(batch, signed_batch, signed_len, err, errlen)) != TB_OK)
+        return rc;
     if ((rc = check_conn(self, "apply", err, errlen)) != TB_OK)
         return rc;
     if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
@@ -1258,25 +1336,9 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
     snprintf(what, sizeof what, "apply batch %.64s/%" PRIu64, batch->sender, batch->seq);
 
     /* decode everything first: what cannot be decoded is a dead letter */
-    nent = batch->n_entries;
-    if (nent && (!(msgs = calloc(nent, sizeof *msgs)) || !(why = calloc(nent, sizeof *why)) ||
-                 !(live = calloc(nent, sizeof *live))))
-        goto nomem;
-    for (size_t i = 0; i < nent; i++) {
-        const Tongban__Entry *e = batch->entries[i];
-        char reason[512];
-        if (!e)
-            seterr(reason, sizeof reason, "entry is missing");
-        else
-            msgs[i] = decode_entry(e->type, e->payload.data, e->payload.len, reason, sizeof reason);
-        if (msgs[i] && entry_refused(self, batch->sender, e->type, msgs[i], reason, sizeof reason)) {
-            free_entry(e->type, msgs[i]);
-            msgs[i] = NULL;
-        }
-        if (msgs[i])
-            live[nlive++] = i;
-        else if (!(why[i] = strdup(reason)))
-            goto nomem;
+    if (decode_batch(self, batch, &dec) != 0) {
+        seterr(err, errlen, "%s: out of memory", what);
+        return TB_ERR_NOMEM;
     }
 
     /* fast pass without savepoints; if PostgreSQL refuses an entry, again
@@ -1289,7 +1351,8 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
             rc = exec_simple(self, "ROLLBACK", what, err, errlen);
             goto done;
         }
-        rc = apply_runs(self, what, batch, (void *const *)msgs, live, nlive, pass > 0, why, &retry, err, errlen);
+        rc = apply_runs(self, what, batch, (void *const *)dec.msgs, dec.live, dec.nlive, pass > 0, dec.why, &retry,
+                        err, errlen);
         if (rc == TB_OK)
             break;
         if (!retry || pass > 0)
@@ -1299,40 +1362,181 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
                batch->seq, tb_log_quote(err, q, sizeof q));
     }
 
-    for (size_t i = 0; i < nent; i++)
-        ndead += why[i] != NULL;
-    if (ndead && (rc = insert_dead(self, what, batch, signed_batch, signed_len, why, err, errlen)) != TB_OK)
+    for (size_t i = 0; i < dec.nent; i++)
+        ndead += dec.why[i] != NULL;
+    if (ndead && (rc = insert_dead(self, what, batch, signed_batch, signed_len, dec.why, err, errlen)) != TB_OK)
         goto done;
     if ((rc = exec_simple(self, "COMMIT", what, err, errlen)) != TB_OK)
         goto done;
     *applied = 1;
     if (dead)
         *dead = ndead;
-    if (ndead) {
-        size_t first = 0;
-        while (!why[first])
-            first++;
-        char q[1024];
-        tb_log(TB_LOG_WARN, "store", "dead_letters",
-               "sender=%s seq=%" PRIu64 " entries=%zu dead=%zu first=%zu reason=%s", batch->sender, batch->seq,
-               nent, ndead, first, tb_log_quote(why[first], q, sizeof q));
+    if (ndead)
+        log_dead(batch, &dec, ndead);
+
+done:
+    decoded_free(batch, &dec);
+    return rc;
+}
+
+/* Records (sender, seq) of every item in the inbox with one statement and
+ * sets fresh[i] = 1 for the items not there before (the first of a
+ * repeated pair only). In the caller's transaction. */
+static tb_err_t inbox_insert_many(tb_store_t *self, const tb_apply_item_t *items, size_t n, int *fresh, char *err,
+                                  size_t errlen)
+{
+    sbuf_t snd = {0}, seq = {0};
+    arr_open(&snd);
+    arr_open(&seq);
+    for (size_t i = 0; i < n; i++) {
+        arr_text(&snd, items[i].batch->sender);
+        arr_i64(&seq, (int64_t)items[i].batch->seq);
+    }
+    arr_close(&snd);
+    arr_close(&seq);
+    if (snd.oom || seq.oom) {
+        free(snd.p);
+        free(seq.p);
+        rollback(self);
+        seterr(err, errlen, "apply group: out of memory");
+        return TB_ERR_NOMEM;
+    }
+    const char *vals[2] = {snd.p, seq.p};
+    PGresult *res = exec_stmt(self, S_INBOX_INSERT_MANY, 2, vals, NULL, NULL, 0);
+    free(snd.p);
+    free(seq.p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(self, res, "apply group: inbox", err, errlen);
+    for (size_t i = 0; i < n; i++)
+        fresh[i] = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int64_t s;
+        if (parse_i64(PQgetvalue(res, r, 1), &s) != 0)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (!fresh[i] && items[i].batch->seq == (uint64_t)s &&
+                strcmp(items[i].batch->sender, PQgetvalue(res, r, 0)) == 0) {
+                fresh[i] = 1;
+                break;
+            }
+    }
+    PQclear(res);
+    return TB_OK;
+}
+
+/* Sets every item's outcome to rc / err (a failure of the whole group). */
+static void items_fail(tb_apply_item_t *items, size_t n, tb_err_t rc, const char *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        items[i].rc = rc;
+        snprintf(items[i].err, sizeof items[i].err, "%s", err);
+    }
+}
+
+tb_err_t tb_store_apply_batches(tb_store_t *self, tb_apply_item_t *items, size_t n)
+{
+    tb_err_t rc = TB_OK;
+    decoded_t *dec = NULL;
+    int *fresh = NULL, any = 0;
+    size_t *ndead = NULL;
+    char err[sizeof items->err];
+    if (n && !items)
+        return TB_ERR_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        items[i].applied = 0;
+        items[i].dead = 0;
+        items[i].rc = TB_OK;
+        items[i].err[0] = '\0';
+    }
+    if (!self) {
+        items_fail(items, n, TB_ERR_INVALID, "apply group: no store");
+        return n ? TB_ERR_INVALID : TB_OK;
+    }
+    if (n <= 1)
+        goto one_by_one;
+    for (size_t i = 0; i < n; i++)
+        if (apply_args_ok(items[i].batch, items[i].signed_batch, items[i].signed_len, err, sizeof err) != TB_OK)
+            goto one_by_one; /* that one fails alone, as it would have */
+    if ((rc = check_conn(self, "apply group", err, sizeof err)) != TB_OK)
+        goto fail;
+    if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
+        seterr(err, sizeof err, "apply group: a transaction is already open");
+        rc = TB_ERR_INVALID;
+        goto fail;
+    }
+    if (!(dec = calloc(n, sizeof *dec)) || !(fresh = calloc(n, sizeof *fresh)) ||
+        !(ndead = calloc(n, sizeof *ndead)))
+        goto nomem;
+    for (size_t i = 0; i < n; i++)
+        if (decode_batch(self, items[i].batch, &dec[i]) != 0)
+            goto nomem;
+
+    /* one transaction: the statements each batch would have run, in order */
+    if ((rc = exec_simple(self, "BEGIN; SET LOCAL tongban.applying = 'on'", "apply group", err, sizeof err)) != TB_OK)
+        goto fail;
+    if ((rc = inbox_insert_many(self, items, n, fresh, err, sizeof err)) != TB_OK)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const Tongban__Batch *b = items[i].batch;
+        if (!fresh[i])
+            continue;
+        any = 1;
+        char what[TB_ID_MAX + 64];
+        snprintf(what, sizeof what, "apply batch %.64s/%" PRIu64, b->sender, b->seq);
+        int retry = 0;
+        rc = apply_runs(self, what, b, (void *const *)dec[i].msgs, dec[i].live, dec[i].nlive, 0, dec[i].why, &retry,
+                        err, sizeof err);
+        if (rc != TB_OK) {
+            if (retry) /* an entry PostgreSQL refuses: the batches one by one, with savepoints */
+                goto one_by_one;
+            goto fail;
+        }
+        for (size_t k = 0; k < dec[i].nent; k++)
+            ndead[i] += dec[i].why[k] != NULL;
+        if (ndead[i] && (rc = insert_dead(self, what, b, items[i].signed_batch, items[i].signed_len, dec[i].why,
+                                          err, sizeof err)) != TB_OK)
+            goto fail;
+    }
+    if ((rc = exec_simple(self, any ? "COMMIT" : "ROLLBACK", "apply group", err, sizeof err)) != TB_OK)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        items[i].applied = fresh[i];
+        items[i].dead = fresh[i] ? ndead[i] : 0;
+        if (fresh[i] && ndead[i])
+            log_dead(items[i].batch, &dec[i], ndead[i]);
     }
     goto done;
 
+one_by_one:
+    rc = TB_OK;
+    for (size_t i = 0; i < n; i++) {
+        tb_apply_item_t *it = &items[i];
+        if (rc == TB_ERR_UNAVAILABLE) { /* the connection is gone: the rest too */
+            it->rc = rc;
+            snprintf(it->err, sizeof it->err, "%s", err);
+            continue;
+        }
+        it->rc = tb_store_apply_batch(self, it->batch, it->signed_batch, it->signed_len, &it->applied, &it->dead,
+                                      it->err, sizeof it->err);
+        if (it->rc != TB_OK && rc == TB_OK) {
+            rc = it->rc;
+            snprintf(err, sizeof err, "%s", it->err);
+        }
+    }
+    goto done;
 nomem:
     rollback(self);
-    seterr(err, errlen, "%s: out of memory", what);
+    seterr(err, sizeof err, "apply group: out of memory");
     rc = TB_ERR_NOMEM;
+fail:
+    items_fail(items, n, rc, err);
 done:
-    for (size_t i = 0; i < nent; i++) {
-        if (msgs && msgs[i])
-            free_entry(batch->entries[i]->type, msgs[i]);
-        if (why)
-            free(why[i]);
-    }
-    free(msgs);
-    free(why);
-    free(live);
+    if (dec)
+        for (size_t i = 0; i < n; i++)
+            decoded_free(items[i].batch, &dec[i]);
+    free(dec);
+    free(fresh);
+    free(ndead);
     return rc;
 }
 

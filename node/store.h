@@ -150,6 +150,31 @@ tb_err_t tb_store_refuse(tb_store_t *self, uint64_t seq, const char *reason, con
 tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, const uint8_t *signed_batch,
                               size_t signed_len, int *applied, size_t *dead, char *err, size_t errlen);
 
+/* One received batch of a group for tb_store_apply_batches. */
+typedef struct {
+    const Tongban__Batch *batch;  /* verified, as for tb_store_apply_batch */
+    const uint8_t *signed_batch;  /* its signed bytes (may be NULL) */
+    size_t signed_len;
+    /* out */
+    tb_err_t rc;                  /* what tb_store_apply_batch would have returned */
+    int applied;                  /* rc TB_OK: 1 applied now, 0 already applied */
+    size_t dead;                  /* rc TB_OK and applied: its dead letters */
+    char err[512];                /* rc not TB_OK: why */
+} tb_apply_item_t;
+
+/* Applies items[0..n-1] as tb_store_apply_batch would one after the other,
+ * with the same statements in the same order, but in one transaction: one
+ * multi-row inbox insert for the group (a batch already in the inbox, or
+ * repeated in the group, is a duplicate: applied = 0), one COMMIT. Fewer
+ * commits (WAL flushes) when deliveries are backed up; nothing of the group
+ * is visible, nor may be acked, before that COMMIT succeeded. If
+ * PostgreSQL refuses an entry, or an item is malformed, the group falls
+ * back to tb_store_apply_batch item by item (savepoints, dead letters).
+ * Every item gets its own outcome (rc, applied, dead, err); a failure of
+ * the group's transaction (connection lost, deadlock...) is every item's
+ * outcome, nothing committed. Returns the first item's error, or TB_OK. */
+tb_err_t tb_store_apply_batches(tb_store_t *self, tb_apply_item_t *items, size_t n);
+
 /* An optional check of received entries, run before the apply for every
  * decoded entry whose catalog starts with "tb." (the domain catalogs): u is
  * the upsert, or d the delete (the other NULL); sender is the batch's

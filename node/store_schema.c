@@ -990,6 +990,11 @@ const tb_stmt_t tb_store_stmts[S__COUNT] = {
         " SELECT seq, dest, signed, $2, $3 FROM moved ON CONFLICT (seq) DO NOTHING"},
     [S_INBOX_INSERT] = {"tb_inbox_insert",
         "INSERT INTO tongban.inbox (sender, seq) VALUES ($1, $2::bigint) ON CONFLICT DO NOTHING"},
+    /* a group of batches in one statement: the pairs that were not there */
+    [S_INBOX_INSERT_MANY] = {"tb_inbox_insert_many",
+        "INSERT INTO tongban.inbox (sender, seq)"
+        " SELECT u.sender, u.seq FROM unnest($1::text[], $2::bigint[]) AS u (sender, seq)"
+        " ON CONFLICT DO NOTHING RETURNING sender, seq"},
     /* DISTINCT ON keeps one row per key (the newest) so ON CONFLICT never
      * touches a row twice; the WHERE makes it last-writer-wins. Origins are
      * compared bytewise (COLLATE "C") so every node breaks ties alike,

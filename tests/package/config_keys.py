@@ -173,6 +173,11 @@ def read_yaml_keys(path):
     stack = []                    # (column, path, is_list_item), innermost last
     for raw in open(path, encoding="utf-8"):
         line = raw.rstrip("\n")
+        # "#key: value", no blank after '#': a key shown commented out, for
+        # alternatives that cannot be given together (hub.endpoint / hub.endpoints)
+        cm = re.match(r"^(\s*)#(?=[A-Za-z_][A-Za-z0-9_]*\s*:(\s|$))", line)
+        if cm:
+            line = cm.group(1) + line[cm.end():]
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         m = re.match(r"^(\s*)(-\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*:(\s|$)", line)

@@ -347,6 +347,41 @@ static void test_generated(void)
         CHECK(chdir(cwd) == 0);
     }
 
+    /* hub.endpoints: every hub of an active / standby group, or hub.endpoint, not both */
+    {
+        static const char base[] =
+            "node: {id: n1}\n"
+            "keys: {signing_key: k, certificate: c, ca_certificate: ca, curve_secret: s, curve_public: p}\n"
+            "postgresql: {conninfo: dbname=x}\n";
+        tb_node_config_t cfg;
+        tb_config_errors_t errs = { 0 };
+        s = concat(base, "hub: {endpoints: ['tcp://a:1', 'tcp://b:2'], curve_public: 'n#Xq%x<mHRN&Tc(o#E&J7zZMd-4^{vz/@{=!+<I$'}\n");
+        write_file("eps.yaml", s, strlen(s));
+        free(s);
+        snprintf(path, sizeof path, "%s/eps.yaml", tmp);
+        CHECK(tb_node_config_load(path, &cfg, &errs) == TB_OK);
+        if (errs.count) dump("eps.yaml", &errs);
+        CHECK(cfg.hub_endpoint_count == 2 && strcmp(cfg.hub_endpoints[1], "tcp://b:2") == 0);
+        CHECK(strcmp(cfg.hub_endpoint, "tcp://a:1") == 0);      /* the first, for old readers */
+        tb_node_config_free(&cfg);
+        tb_config_errors_free(&errs);
+
+        write_file("ep1.yaml", node_ok, strlen(node_ok));        /* hub.endpoint alone: a list of one */
+        snprintf(path, sizeof path, "%s/ep1.yaml", tmp);
+        CHECK(tb_node_config_load(path, &cfg, &errs) == TB_OK);
+        CHECK(cfg.hub_endpoint_count == 1 && strcmp(cfg.hub_endpoints[0], "tcp://h:1") == 0);
+        tb_node_config_free(&cfg);
+        tb_config_errors_free(&errs);
+
+        s = concat(base, "hub: {endpoint: 'tcp://a:1', endpoints: ['tcp://b:2'], curve_public: 'n#Xq%x<mHRN&Tc(o#E&J7zZMd-4^{vz/@{=!+<I$'}\n");
+        expect_tmp(NODE, "eps_both.yaml", s, TB_ERR_CONFIG,
+                   ERRS("4: hub.endpoints: give either hub.endpoint (one hub) or hub.endpoints (every hub of the group), not both (hub.endpoint is on line 4)"));
+        free(s);
+        s = concat(base, "hub: {endpoints: ['tcp://a:1', 'tcp://a:1'], curve_public: 'n#Xq%x<mHRN&Tc(o#E&J7zZMd-4^{vz/@{=!+<I$'}\n");
+        expect_tmp(NODE, "eps_dup.yaml", s, TB_ERR_CONFIG, ERRS("4: hub.endpoints[1]: duplicate endpoint \"tcp://a:1\""));
+        free(s);
+    }
+
     /* multiple documents, flow-style plain topic dest */
     s = concat(node_ok, "routes: [{catalog: c, to: [topic:t, n2]}]\n---\nnode: {id: n2}\n");
     expect_tmp(NODE, "multi.yaml", s, TB_ERR_CONFIG, ERRS("7: only one YAML document is allowed"));

@@ -653,6 +653,73 @@ static void test_apply(tb_store_t *s)
     sql("DELETE FROM tongban.outbox");
 }
 
+/* tb_store_apply_batches: several batches in one transaction, duplicates
+ * (in the inbox or repeated in the group) skipped, dead letters kept, and
+ * the fallback to batch-by-batch when PostgreSQL refuses an entry. */
+static void test_apply_group(tb_store_t *s)
+{
+    ent_t e1[] = {{0, "gr", "k1", "{\"v\": 1}", "nodeG", 1, H}};
+    ent_t e2[] = {{0, "gr", "k1", "{\"v\": 2}", "nodeG", 2, H + 1}, {0, "gr", "k2", "{\"v\": 2}", "nodeG", 1, H + 1}};
+    ent_t e3[] = {{1, "gr", "k2", NULL, "nodeG", 2, H + 2}, {0, "gr", "k3", "{\"v\": 3}", "nodeG", 1, H + 2}};
+    Tongban__Batch *b[4] = {mk_batch("nodeG", 1, e1, 1), mk_batch("nodeG", 2, e2, 2), mk_batch("nodeG", 1, e1, 1),
+                            mk_batch("nodeG", 3, e3, 2)};
+    /* an undecodable entry in batch 3: a dead letter, the group still applies */
+    b[3]->entries[1]->payload.data[0] ^= 0xff;
+    b[3]->entries[1]->payload.len = 3;
+    tb_apply_item_t it[4];
+    memset(it, 0, sizeof it);
+    for (int i = 0; i < 4; i++)
+        it[i].batch = b[i];
+    long long inbox0 = qint0("SELECT count(*) FROM tongban.inbox");
+    CHECK_MSG(tb_store_apply_batches(s, it, 4) == TB_OK, "%s", it[0].err);
+    CHECK(it[0].rc == TB_OK && it[0].applied == 1 && it[0].dead == 0);
+    CHECK(it[1].rc == TB_OK && it[1].applied == 1 && it[1].dead == 0);
+    CHECK(it[2].rc == TB_OK && it[2].applied == 0);          /* repeated in the group */
+    CHECK_MSG(it[3].rc == TB_OK && it[3].applied == 1 && it[3].dead == 1, "%s dead=%zu", it[3].err, it[3].dead);
+    CHECK(qint0("SELECT count(*) FROM tongban.inbox") == inbox0 + 3);
+    CHECK(body_is("gr", "k1", "{\"v\": 2}"));
+    CHECK(!exists("gr", "k2"));
+    CHECK(!exists("gr", "k3"));
+    CHECK(qint0("SELECT count(*) FROM tongban.dead_letters WHERE sender = 'nodeG' AND seq = 3") == 1);
+    /* the same group again: all duplicates, nothing changes */
+    CHECK(tb_store_apply_batches(s, it, 4) == TB_OK);
+    CHECK(it[0].applied == 0 && it[1].applied == 0 && it[2].applied == 0 && it[3].applied == 0);
+    CHECK(qint0("SELECT count(*) FROM tongban.inbox") == inbox0 + 3);
+    for (int i = 0; i < 4; i++)
+        free_batch(b[i]);
+
+    /* PostgreSQL refuses an entry (invalid JSON): batch by batch, with savepoints */
+    ent_t f1[] = {{0, "gr", "m1", "{\"v\": 1}", "nodeG", 1, H}};
+    ent_t f2[] = {{0, "gr", "m2", "{not json", "nodeG", 1, H}, {0, "gr", "m3", "{\"v\": 3}", "nodeG", 1, H}};
+    ent_t f3[] = {{0, "gr", "m4", "{\"v\": 4}", "nodeG", 1, H}};
+    Tongban__Batch *c[3] = {mk_batch("nodeG", 10, f1, 1), mk_batch("nodeG", 11, f2, 2), mk_batch("nodeG", 12, f3, 1)};
+    tb_apply_item_t jt[3];
+    memset(jt, 0, sizeof jt);
+    for (int i = 0; i < 3; i++)
+        jt[i].batch = c[i];
+    CHECK_MSG(tb_store_apply_batches(s, jt, 3) == TB_OK, "%s", jt[0].err);
+    CHECK(jt[0].rc == TB_OK && jt[0].applied == 1 && jt[0].dead == 0);
+    CHECK(jt[1].rc == TB_OK && jt[1].applied == 1 && jt[1].dead == 1);
+    CHECK(jt[2].rc == TB_OK && jt[2].applied == 1 && jt[2].dead == 0);
+    CHECK(exists("gr", "m1") && !exists("gr", "m2") && exists("gr", "m3") && exists("gr", "m4"));
+    CHECK(qint0("SELECT count(*) FROM tongban.inbox WHERE sender = 'nodeG' AND seq BETWEEN 10 AND 12") == 3);
+    for (int i = 0; i < 3; i++)
+        free_batch(c[i]);
+
+    /* a malformed item fails alone */
+    ent_t g1[] = {{0, "gr", "n1", "{\"v\": 1}", "nodeG", 1, H}};
+    Tongban__Batch *d[2] = {mk_batch("nodeG", 20, g1, 1), mk_batch("", 21, g1, 1)};
+    tb_apply_item_t kt[2];
+    memset(kt, 0, sizeof kt);
+    kt[0].batch = d[0];
+    kt[1].batch = d[1];
+    CHECK(tb_store_apply_batches(s, kt, 2) == TB_ERR_PROTO);
+    CHECK(kt[0].rc == TB_OK && kt[0].applied == 1 && kt[1].rc == TB_ERR_PROTO && kt[1].err[0]);
+    CHECK(exists("gr", "n1"));
+    for (int i = 0; i < 2; i++)
+        free_batch(d[i]);
+}
+
 static void test_tombstones(tb_store_t *s)
 {
     char err[512] = "";
@@ -1551,6 +1618,7 @@ int main(void)
         test_capture(s);
         test_batches(s);
         test_apply(s);
+        test_apply_group(s);
         test_tombstones(s);
         test_dead_letters(s);
         test_snapshot(s);
