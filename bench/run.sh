@@ -344,29 +344,85 @@ scen_raw_zmq_relay() {
     mib_per_s="$(jf "$out" mib_per_s)" target="ceiling of this run" target_met=null
 }
 
+# relay_lights TOTAL: hub_relay's light nodes on the current hub: s1
+# subscribes (verifying every batch, as a node does), the publishers build
+# and sign all their batches first (--prebuild: the load generator's signing
+# is not in the timed window, as tb_raw_relay's senders send ready buffers),
+# and start sending together once all are ready (--go-file). Each logs its
+# first sends / s1 its arrivals, joined by relay_stats for the latency.
+# Returns 1 if a light node failed.
+relay_lights() {
+  local total=$1 i ok=1 go=$FED_ROOT/out/go
+  rm -f "$go" "$FED_ROOT"/out/*.sends "$FED_ROOT"/out/*.arrivals
+  ln_bg s1 subscribe --expect-entries "$total" --timeout-ms 600000 --arrival-log "$FED_ROOT/out/s1.arrivals"
+  ln_welcomed s1
+  for i in $(seq 1 $RELAY_SENDERS); do
+    [ ! -f "$FED_ROOT/log/p$i.log" ] || mv "$FED_ROOT/log/p$i.log" "$FED_ROOT/log/p$i.log.$(now_ms)"
+    ln_bg "p$i" publish --dest s1 --batches "$RELAY_BATCHES" --entries 1000 --entry-bytes $ENTRY_BYTES \
+      --window $WINDOW --timeout-ms 600000 --prebuild --go-file "$go" --send-log "$FED_ROOT/out/p$i.sends"
+  done
+  for i in $(seq 1 $RELAY_SENDERS); do   # ready, or gone (ln_wait tells)
+    while ! grep -q "tb_lightnode p$i: prebuilt " "$FED_ROOT/log/p$i.log" 2>/dev/null &&
+          kill -0 "$(fed_pid "p$i")" 2>/dev/null; do sleep 0.05; done
+  done
+  touch "$go"
+  for i in $(seq 1 $RELAY_SENDERS); do ln_wait "p$i" || ok=0; done
+  ln_wait s1 || ok=0
+  [ $ok = 1 ]
+}
+
+# relay_stats HUB_CPU_S: "entries first_ms last_ms p50 p99 cpu_json" of the
+# last relay_lights run. Latency per entry: s1's arrival of its batch minus
+# the publisher's first send of it (what the body's "t" gave before batches
+# were prebuilt). cpu_json: CPU seconds of the hub and of each light node
+# in the run (the publishers' prebuilding apart, as prebuild).
+relay_stats() {
+  python3 - "$1" "$FED_ROOT/out" $(seq -f 'p%g' 1 $RELAY_SENDERS) <<'PY'
+import json, os, sys
+hub_cpu, o, pubs = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
+s = json.load(open(os.path.join(o, "s1.json")))
+ps = {p: json.load(open(os.path.join(o, p + ".json"))) for p in pubs}
+sent = {}
+for p in pubs:
+    for line in open(os.path.join(o, p + ".sends")):
+        seq, ms = line.split()
+        sent[(p, int(seq))] = int(ms)
+lat = []
+for line in open(os.path.join(o, "s1.arrivals")):
+    sender, seq, ms, n = line.split()
+    t = sent.get((sender, int(seq)))
+    if t is not None:
+        lat.append((max(0, int(ms) - t), int(n)))
+lat.sort()
+def pct(q):
+    tot = sum(n for _, n in lat)
+    if not tot:
+        return "null"
+    need, acc = q / 100 * tot, 0
+    for ms, n in lat:
+        acc += n
+        if acc >= need:
+            return str(ms)
+    return str(lat[-1][0])
+cpu = {"hub": round(hub_cpu, 2), "s1": round(s["cpu_s"], 2)}
+for p in pubs:
+    cpu[p] = round(ps[p]["cpu_s"] - ps[p]["prebuild_cpu_s"], 2)
+cpu["prebuild"] = round(sum(ps[p]["prebuild_cpu_s"] for p in pubs), 2)
+print(s["entries_received"], min(p["first_ms"] for p in ps.values()), s["last_ms"], pct(50), pct(99),
+      json.dumps(cpu, separators=(",", ":")))
+PY
+}
+
 scen_hub_relay() {
   light_fed
   restart_hub fresh
-  local total=$((RELAY_SENDERS * RELAY_BATCHES * 1000)) i hub
+  local total=$((RELAY_SENDERS * RELAY_BATCHES * 1000)) hub hubcpu0
   log "hub_relay: $RELAY_SENDERS publishers x $RELAY_BATCHES batches x 1,000 entries of $ENTRY_BYTES B -> s1"
-  ln_bg s1 subscribe --expect-entries $total --timeout-ms 600000
-  ln_welcomed s1
-  hub=$(fed_pid hub)
-  for i in $(seq 1 $RELAY_SENDERS); do
-    ln_bg "p$i" publish --dest s1 --batches "$RELAY_BATCHES" --entries 1000 --entry-bytes $ENTRY_BYTES \
-      --window $WINDOW --timeout-ms 600000
-  done
-  for i in $(seq 1 $RELAY_SENDERS); do ln_wait "p$i"; done
-  ln_wait s1
-  local rss hubcpu; rss=$(mem "$hub" VmHWM) hubcpu=$(cpu_s "$hub")
-  local o=$FED_ROOT/out
-  read -r n first last p50 p99 < <(python3 - "$o/s1.json" "$o"/p[0-9]*.json <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-ps = [json.load(open(f)) for f in sys.argv[2:]]
-print(s["entries_received"], min(p["first_ms"] for p in ps), s["last_ms"], s["p50_ms"], s["p99_ms"])
-PY
-)
+  hub=$(fed_pid hub) hubcpu0=$(cpu_s "$(fed_pid hub)")
+  relay_lights $total
+  local rss hubcpu; rss=$(mem "$hub" VmHWM) hubcpu=$(calc "$(cpu_s "$hub") - $hubcpu0")
+  local o=$FED_ROOT/out n first last p50 p99 cpu
+  read -r n first last p50 p99 cpu < <(relay_stats "$hubcpu")
   local ingest; ingest=$(python3 - "$o"/p[0-9]*.json <<'PY'
 import json, sys
 ps = [json.load(open(f)) for f in sys.argv[1:]]
@@ -382,7 +438,8 @@ PY
   ratio=$( [ "$raw" = null ] && echo null || calc "round($rate / $raw, 3)")
   emit scenario=hub_relay records="$n" seconds="$secs" records_per_s="$rate" p50_ms="$p50" p99_ms="$p99" \
     rss_mib="$rss" record_bytes=$ENTRY_BYTES publishers=$RELAY_SENDERS entries_per_batch=1000 window=$WINDOW \
-    ingest_records_per_s="$ingest" hub_cpu_s="$hubcpu" raw_zmq_relay_per_s="$raw" ratio_to_raw="$ratio" \
+    ingest_records_per_s="$ingest" hub_cpu_s="$hubcpu" cpu_s_by_process="$cpu" \
+    raw_zmq_relay_per_s="$raw" ratio_to_raw="$ratio" \
     target=">= 0.5 x raw_zmq_relay" target_met="$(target_met "$ratio >= 0.5" "$ratio")"
 }
 
@@ -400,29 +457,16 @@ scen_hub_relay_pg() {
   restart_hub fresh
   fed_wait_log "$FED_ROOT/log/hub.log" 'event=active ' 20 >&2 || return 1
   log "hub_relay_pg: $RELAY_SENDERS publishers x $RELAY_BATCHES batches x 1,000 entries of $ENTRY_BYTES B -> s1 (store postgresql)"
-  ln_bg s1 subscribe --expect-entries $total --timeout-ms 600000
-  ln_welcomed s1
-  hub=$(fed_pid hub)
-  for i in $(seq 1 $RELAY_SENDERS); do
-    ln_bg "p$i" publish --dest s1 --batches "$RELAY_BATCHES" --entries 1000 --entry-bytes $ENTRY_BYTES \
-      --window $WINDOW --timeout-ms 600000
-  done
-  local ok=1
-  for i in $(seq 1 $RELAY_SENDERS); do ln_wait "p$i" || ok=0; done
-  ln_wait s1 || ok=0
-  local rss hubcpu; rss=$(mem "$hub" VmHWM) hubcpu=$(cpu_s "$hub")
+  local ok=1 hubcpu0
+  hub=$(fed_pid hub) hubcpu0=$(cpu_s "$(fed_pid hub)")
+  relay_lights $total || ok=0
+  local rss hubcpu; rss=$(mem "$hub" VmHWM) hubcpu=$(calc "$(cpu_s "$hub") - $hubcpu0")
   mv "$FED_ROOT/etc/hub.yaml.journal" "$FED_ROOT/etc/hub.yaml"
   restart_hub fresh
   pg_stop "$pgd"
   [ $ok = 1 ] || return 1
-  local o=$FED_ROOT/out n first last p50 p99
-  read -r n first last p50 p99 < <(python3 - "$o/s1.json" "$o"/p[0-9]*.json <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-ps = [json.load(open(f)) for f in sys.argv[2:]]
-print(s["entries_received"], min(p["first_ms"] for p in ps), s["last_ms"], s["p50_ms"], s["p99_ms"])
-PY
-)
+  local n first last p50 p99 cpu
+  read -r n first last p50 p99 cpu < <(relay_stats "$hubcpu")
   local secs rate relay ratio
   secs=$(calc "($last - $first) / 1000")
   rate=$(calc "round($n / (($last - $first) / 1000))")
@@ -430,7 +474,7 @@ PY
   ratio=$( [ "$relay" = null ] && echo null || calc "round($rate / $relay, 3)")
   emit scenario=hub_relay_pg records="$n" seconds="$secs" records_per_s="$rate" p50_ms="$p50" p99_ms="$p99" \
     rss_mib="$rss" record_bytes=$ENTRY_BYTES publishers=$RELAY_SENDERS entries_per_batch=1000 window=$WINDOW \
-    hub_cpu_s="$hubcpu" hub_relay_per_s="$relay" ratio_to_hub_relay="$ratio" \
+    hub_cpu_s="$hubcpu" cpu_s_by_process="$cpu" hub_relay_per_s="$relay" ratio_to_hub_relay="$ratio" \
     target=">= 0.5 x hub_relay" target_met="$(target_met "$ratio >= 0.5" "$ratio")"
 }
 

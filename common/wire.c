@@ -285,3 +285,259 @@ tb_err_t tb_frame_parse_deliver(const uint8_t *buf, size_t len, uint64_t *hub_se
     (void)have_seq;   /* proto3 omits a zero hub_seq */
     return have_sb ? TB_OK : TB_ERR_PROTO;
 }
+
+/* ---- reading in place ---- */
+
+/* get_varint, refusing a 10-byte varint with more than 64 bits (where
+ * decoders may differ). Returns 0, or -1. */
+static int get_varint64(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *start = *p;
+    if (get_varint(p, end, v) != 0) return -1;
+    return *p - start < 10 || start[9] <= 1 ? 0 : -1;
+}
+
+/* A length prefix (at most 5 bytes, as protobuf-c reads them) that fits in
+ * the rest of the buffer. Returns 0, or -1. */
+static int get_len(const uint8_t **p, const uint8_t *end, uint64_t *n)
+{
+    const uint8_t *start = *p;
+    if (get_varint(p, end, n) != 0 || *p - start > 5 || *n > (uint64_t)(end - *p)) return -1;
+    return 0;
+}
+
+/* Skips the value of a field of wire type wt at *p. Returns 0, or -1 for a
+ * truncated value or a wire type protobuf-c would not skip the same way. */
+static int skip_value(const uint8_t **p, const uint8_t *end, unsigned wt)
+{
+    uint64_t v;
+    switch (wt) {
+    case 0: return get_varint64(p, end, &v);
+    case 1:
+        if (end - *p < 8) return -1;
+        *p += 8;
+        return 0;
+    case 5:
+        if (end - *p < 4) return -1;
+        *p += 4;
+        return 0;
+    case 2:
+        if (get_len(p, end, &v) != 0) return -1;
+        *p += v;
+        return 0;
+    default: return -1;          /* groups and reserved wire types: let protobuf-c decide */
+    }
+}
+
+/* Reads the tag at *p: field number and wire type. Returns 0, or -1. */
+static int get_tag(const uint8_t **p, const uint8_t *end, uint32_t *field, unsigned *wt)
+{
+    uint64_t tag;
+    const uint8_t *start = *p;
+    /* protobuf-c: at most 5 bytes, and the first one must hold field bits */
+    if (*p >= end || (**p & 0xf8) == 0) return -1;
+    if (get_varint(p, end, &tag) != 0 || *p - start > 5 || (tag >> 3) > 0x1fffffff) return -1;
+    *field = (uint32_t)(tag >> 3);
+    *wt = (unsigned)(tag & 7);
+    return 0;
+}
+
+/* Reads a length-delimited value at *p. Returns 0, or -1. */
+static int get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **data, size_t *len)
+{
+    uint64_t n;
+    if (get_len(p, end, &n) != 0) return -1;
+    *data = *p;
+    *len = (size_t)n;
+    *p += n;
+    return 0;
+}
+
+/* Reads an enum (int32 on the wire as a varint): protobuf-c keeps its low
+ * 32 bits; only values it keeps unchanged and that are >= 0 are taken here. */
+static int get_enum(const uint8_t **p, const uint8_t *end, int32_t *out)
+{
+    uint64_t v;
+    if (get_varint64(p, end, &v) != 0 || v > INT32_MAX) return -1;
+    *out = (int32_t)v;
+    return 0;
+}
+
+tb_err_t tb_signed_batch_view(const uint8_t *buf, size_t len, tb_signed_batch_view_t *v)
+{
+    static const uint8_t none[1] = { 0 };
+    const uint8_t *p = buf, *end = buf + len, *d;
+    size_t n;
+    memset(v, 0, sizeof *v);
+    v->body = v->sig = none;
+    v->key_id = "";
+    while (p < end) {
+        uint32_t field;
+        unsigned wt;
+        if (get_tag(&p, end, &field, &wt) != 0) return TB_ERR_PROTO;
+        if (field >= 1 && field <= 3) {
+            if (wt != 2 || get_bytes(&p, end, &d, &n) != 0) return TB_ERR_PROTO;
+            if (field == 1) { v->body = d; v->body_len = n; }
+            else if (field == 2) { v->sig = d; v->sig_len = n; }
+            else {
+                if (memchr(d, 0, n)) return TB_ERR_PROTO;
+                v->key_id = (const char *)d;
+                v->key_id_len = n;
+            }
+        } else if (field == 4) {
+            if (wt != 0 || get_enum(&p, end, &v->alg) != 0) return TB_ERR_PROTO;
+        } else if (skip_value(&p, end, wt) != 0) {
+            return TB_ERR_PROTO;
+        }
+    }
+    return TB_OK;
+}
+
+/* Copies a string field into out (TB_VIEW_NAME_MAX + 1 bytes). Returns 0, or
+ * -1 when it is too long or holds a NUL byte. */
+static int view_name(char *out, const uint8_t *d, size_t n)
+{
+    if (n > TB_VIEW_NAME_MAX || memchr(d, 0, n)) return -1;
+    memcpy(out, d, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* Walks one serialised Entry; sets *type (0 when absent). Returns 0, or -1. */
+static int view_entry(const uint8_t *p, const uint8_t *end, int32_t *type)
+{
+    const uint8_t *d;
+    size_t n;
+    *type = 0;
+    while (p < end) {
+        uint32_t field;
+        unsigned wt;
+        if (get_tag(&p, end, &field, &wt) != 0) return -1;
+        if (field == 1 || field == 3) {
+            if (wt != 2 || get_bytes(&p, end, &d, &n) != 0) return -1;
+        } else if (field == 2) {
+            if (wt != 0 || get_enum(&p, end, type) != 0) return -1;
+        } else if (skip_value(&p, end, wt) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+tb_err_t tb_batch_view(const uint8_t *body, size_t len, tb_batch_view_t *v)
+{
+    const uint8_t *p = body, *end = body + len, *d;
+    size_t n;
+    memset(v, 0, sizeof *v);
+    while (p < end) {
+        uint32_t field;
+        unsigned wt;
+        uint64_t x;
+        if (get_tag(&p, end, &field, &wt) != 0) return TB_ERR_PROTO;
+        switch (field) {
+        case 1:
+        case 3:
+            if (wt != 2 || get_bytes(&p, end, &d, &n) != 0 ||
+                view_name(field == 1 ? v->sender : v->dest, d, n) != 0)
+                return TB_ERR_PROTO;
+            break;
+        case 2:
+        case 4:
+        case 6:
+            if (wt != 0 || get_varint64(&p, end, &x) != 0) return TB_ERR_PROTO;
+            if (field == 2) v->seq = x;
+            else if (field == 4) v->hlc = x;
+            else v->prev_seq = x;
+            break;
+        case 5: {
+            int32_t t;
+            if (wt != 2 || get_bytes(&p, end, &d, &n) != 0 || view_entry(d, d + n, &t) != 0 || t >= 32)
+                return TB_ERR_PROTO;
+            v->types |= 1u << t;
+            v->n_entries++;
+            break;
+        }
+        default:
+            if (skip_value(&p, end, wt) != 0) return TB_ERR_PROTO;
+            break;
+        }
+    }
+    return TB_OK;
+}
+
+tb_err_t tb_batch_verify_view(const Tongban__SignedBatch *sb, const tb_cert_t *cert, tb_batch_view_t *view,
+                              Tongban__Batch **batch, char *err, size_t errlen)
+{
+    *batch = NULL;
+    if (tb_alg_from_wire(sb->alg) != tb_cert_alg(cert)) {
+        snprintf(err, errlen, "batch algorithm %d does not match the %s certificate of %s",
+                 (int)sb->alg, tb_alg_name(tb_cert_alg(cert)), tb_cert_node_id(cert));
+        return TB_ERR_PROTO;
+    }
+    if (!sb->signer_key_id || strcmp(sb->signer_key_id, tb_cert_key_id(cert)) != 0) {
+        snprintf(err, errlen, "signer key id does not match the current certificate of %s",
+                 tb_cert_node_id(cert));
+        return TB_ERR_PROTO;
+    }
+    tb_err_t rc = tb_cert_verify(cert, sb->body.data, sb->body.len, sb->signature.data,
+                                 sb->signature.len, err, errlen);
+    if (rc != TB_OK) return rc;
+    const char *sender;
+    if (tb_batch_view(sb->body.data, sb->body.len, view) == TB_OK) {
+        sender = view->sender;
+    } else {
+        Tongban__Batch *b = tongban__batch__unpack(NULL, sb->body.len, sb->body.data);
+        if (!b) {
+            snprintf(err, errlen, "signed body is not a valid Batch");
+            return TB_ERR_PROTO;
+        }
+        memset(view, 0, sizeof *view);
+        view->seq = b->seq;
+        view->hlc = b->hlc;
+        view->prev_seq = b->prev_seq;
+        view->n_entries = b->n_entries;
+        for (size_t i = 0; i < b->n_entries; i++) {
+            int t = (int)b->entries[i]->type;
+            view->types |= t >= 0 && t < 32 ? 1u << t : 1u;   /* out of range: as type 0, refused */
+        }
+        *batch = b;
+        sender = b->sender;
+    }
+    if (!sender || strcmp(sender, tb_cert_node_id(cert)) != 0) {
+        snprintf(err, errlen, "batch sender \"%s\" is not the signer %s", sender ? sender : "",
+                 tb_cert_node_id(cert));
+        if (*batch) tongban__batch__free_unpacked(*batch, NULL);
+        *batch = NULL;
+        return TB_ERR_PROTO;
+    }
+    return TB_OK;
+}
+
+tb_err_t tb_frame_send_deliver(void *sock, const uint8_t *rid, size_t rid_len, uint64_t hub_seq,
+                               const uint8_t *signed_batch, size_t sb_len, int flags, size_t *len)
+{
+    /* Frame{6: Deliver{1: varint hub_seq, 2: bytes signed batch}}, as tb_frame_deliver */
+    uint8_t head[48];
+    size_t h = 0, inner = 0;
+    uint8_t tmp[32];
+    tmp[inner++] = (1u << 3) | 0u;
+    inner += put_varint(tmp + inner, hub_seq);
+    tmp[inner++] = (2u << 3) | 2u;
+    inner += put_varint(tmp + inner, sb_len);
+    h = put_varint(head, (6u << 3) | 2u);
+    h += put_varint(head + h, inner + sb_len);
+    memcpy(head + h, tmp, inner);
+    h += inner;
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, h + sb_len) != 0) return TB_ERR_NOMEM;
+    uint8_t *b = zmq_msg_data(&msg);
+    memcpy(b, head, h);
+    memcpy(b + h, signed_batch, sb_len);
+    if (len) *len = h + sb_len;
+    int e = 0;
+    if (rid && zmq_send(sock, rid, rid_len, flags | ZMQ_SNDMORE) < 0) e = errno;
+    else if (zmq_msg_send(&msg, sock, flags) < 0) e = errno;
+    else return TB_OK;
+    zmq_msg_close(&msg);
+    return (e == EHOSTUNREACH || e == EAGAIN) ? TB_ERR_UNAVAILABLE : TB_ERR_IO;
+}

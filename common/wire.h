@@ -66,6 +66,54 @@ tb_err_t tb_batch_sign(const Tongban__Batch *batch, tb_signer_t *signer, const t
 tb_err_t tb_batch_verify(const Tongban__SignedBatch *sb, const tb_cert_t *cert,
                          Tongban__Batch **batch, char *err, size_t errlen);
 
+/* A SignedBatch read in place (no copy, no allocation): pointers into the
+ * serialised bytes. key_id is not NUL-terminated. */
+typedef struct {
+    const uint8_t *body, *sig;
+    size_t body_len, sig_len;
+    const char *key_id;           /* "" (length 0) when absent */
+    size_t key_id_len;
+    int32_t alg;
+} tb_signed_batch_view_t;
+
+/* Reads a serialised SignedBatch in place. Returns TB_OK only for a plain
+ * encoding that tongban__signed_batch__unpack decodes to the same values
+ * (last occurrence of a field wins, unknown fields skipped, key id without
+ * NUL bytes); TB_ERR_PROTO for anything else, malformed or merely unusual:
+ * decode those with tongban__signed_batch__unpack, which decides. */
+tb_err_t tb_signed_batch_view(const uint8_t *buf, size_t len, tb_signed_batch_view_t *v);
+
+#define TB_VIEW_NAME_MAX 255
+
+/* The fields of a serialised Batch a router needs, read in place: the
+ * entries are walked (each one checked to be well-formed) but not decoded. */
+typedef struct {
+    char sender[TB_VIEW_NAME_MAX + 1], dest[TB_VIEW_NAME_MAX + 1];
+    uint64_t seq, hlc, prev_seq;
+    size_t n_entries;
+    uint32_t types;               /* bit t set: some entry has type t (every type < 32) */
+} tb_batch_view_t;
+
+/* Reads a serialised Batch in place into *v. Returns TB_OK only when
+ * tongban__batch__unpack would decode it to the same values (sender and
+ * dest of at most TB_VIEW_NAME_MAX bytes without NUL bytes, every entry
+ * type < 32); TB_ERR_PROTO otherwise (decode it to find out). */
+tb_err_t tb_batch_view(const uint8_t *body, size_t len, tb_batch_view_t *v);
+
+/* tb_batch_verify without decoding the entries when it can: the same
+ * checks and error messages. On TB_OK *view is filled and *batch is NULL,
+ * or -- for a body tb_batch_view does not take -- *batch is the decoded
+ * Batch (free it) and *view holds its seqs, counts and types, with sender
+ * and dest empty (use (*batch)->sender / dest). */
+tb_err_t tb_batch_verify_view(const Tongban__SignedBatch *sb, const tb_cert_t *cert, tb_batch_view_t *view,
+                              Tongban__Batch **batch, char *err, size_t errlen);
+
+/* Sends Frame{deliver{hub_seq, batch = <signed batch bytes>}} on sock (after
+ * a routing-id frame when rid != NULL), building it straight in the message
+ * (one copy of the batch). *len: the frame's size. Returns as tb_frame_send. */
+tb_err_t tb_frame_send_deliver(void *sock, const uint8_t *rid, size_t rid_len, uint64_t hub_seq,
+                               const uint8_t *signed_batch, size_t sb_len, int flags, size_t *len);
+
 /* tb_alg_t <-> wire SigAlg. */
 Tongban__SigAlg tb_alg_to_wire(tb_alg_t alg);
 tb_alg_t tb_alg_from_wire(Tongban__SigAlg alg);

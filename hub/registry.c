@@ -178,10 +178,10 @@ int registry_wants(const reg_node_t *node, const char *dest)
     return 0;
 }
 
-Tongban__NackReason registry_check(const registry_t *self, const reg_node_t *sender,
-                                   const Tongban__Batch *b, char *detail, size_t len)
+Tongban__NackReason registry_check_dest(const registry_t *self, const reg_node_t *sender, const char *dest,
+                                        char *detail, size_t len)
 {
-    const char *dest = b->dest ? b->dest : "";
+    if (!dest) dest = "";
     if (strncmp(dest, "topic:", 6) == 0) {
         const reg_topic_t *t = registry_topic(self, dest + 6);
         if (!t) {
@@ -211,6 +211,21 @@ Tongban__NackReason registry_check(const registry_t *self, const reg_node_t *sen
             return TONGBAN__NACK_REASON__NACK_ACL;
         }
     }
+    return TONGBAN__NACK_REASON__NACK_UNSPECIFIED;
+}
+
+int registry_types_allowed(const reg_node_t *sender, uint32_t types)
+{
+    uint32_t ok = sender->may_send & (uint32_t)((1u << N_TYPES) - 1u) & ~1u;   /* type 0 never */
+    return (types & ~ok) == 0;
+}
+
+Tongban__NackReason registry_check(const registry_t *self, const reg_node_t *sender,
+                                   const Tongban__Batch *b, char *detail, size_t len)
+{
+    const char *dest = b->dest ? b->dest : "";
+    Tongban__NackReason why = registry_check_dest(self, sender, dest, detail, len);
+    if (why != TONGBAN__NACK_REASON__NACK_UNSPECIFIED) return why;
     for (size_t i = 0; i < b->n_entries; i++) {
         unsigned t = (unsigned)b->entries[i]->type;
         if (t == 0 || t >= N_TYPES || !(sender->may_send & (1u << t))) {

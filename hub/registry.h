@@ -68,6 +68,15 @@ int registry_wants(const reg_node_t *node, const char *dest);
 Tongban__NackReason registry_check(const registry_t *self, const reg_node_t *sender,
                                    const Tongban__Batch *b, char *detail, size_t len);
 
+/* The destination half of registry_check (dest known, sender allowed to
+ * send there). Returns NACK_UNSPECIFIED (0) when allowed, else the reason. */
+Tongban__NackReason registry_check_dest(const registry_t *self, const reg_node_t *sender, const char *dest,
+                                        char *detail, size_t len);
+
+/* 1 if sender may send entries of every type whose bit (1 << type) is set
+ * in types (the entry half of registry_check, without the detail), else 0. */
+int registry_types_allowed(const reg_node_t *sender, uint32_t types);
+
 /* Marks id revoked now and rewrites the revocation file atomically.
  * TB_ERR_NOTFOUND for an unknown node; TB_ERR_IO if the file cannot be written. */
 tb_err_t registry_revoke(registry_t *self, const char *id, char *err, size_t errlen);

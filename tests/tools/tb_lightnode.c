@@ -4,8 +4,9 @@
  *
  *   tb_lightnode publish   COMMON --key K --cert C --dest D --batches N --entries M
  *                          [--entry-bytes 512] [--window 8] [--first-seq S] [--resend-ms 3000]
+ *                          [--prebuild [--go-file PATH]] [--send-log PATH]
  *   tb_lightnode subscribe COMMON [--expect-batches N | --expect-entries N]
- *                          [--idle-exit-ms MS] [--no-verify]
+ *                          [--idle-exit-ms MS] [--no-verify] [--arrival-log PATH]
  *   tb_lightnode both      COMMON + the options of both, on one connection
  *   COMMON: --endpoint tcp://H:P --hub-public Z85 --curve-dir DIR (curve.key, curve.pub)
  *           --node ID [--timeout-ms 60000] [--ca CA.crt] [--json] [--failover-ms 2000]
@@ -27,6 +28,13 @@
  *   acked within --resend-ms is sent again, byte for byte. A Nack is printed
  *   and counted; "overloaded" and "storage" ones are retried after
  *   --resend-ms, the others end that batch.
+ *   --prebuild (a benchmark's load generator): all N batches are built and
+ *   signed before the first is sent (N x the batch size of memory), so the
+ *   sending itself costs no signing; their bodies carry "t":0 (the build
+ *   time would not be a send time; see --send-log). "prebuilt batches=N"
+ *   is printed on stderr when they are ready; with --go-file nothing is sent
+ *   until PATH exists (several publishers start together).
+ *   --send-log PATH: "seq first_send_realtime_ms" per batch, written at exit.
  * subscribe: each Deliver is verified against the directory of the Welcome
  *   (each directory certificate checked against --ca when given), decoded and
  *   checked for per-sender seq order, then acked with DeliverAck(hub_seq). A
@@ -34,7 +42,10 @@
  *   new one) is a duplicate: acked, not counted again. A refused delivery (bad signature, unknown or
  *   revoked signer, addressed elsewhere) is counted and, like a real node,
  *   not acked. Ends at the expected count, after --idle-exit-ms without a
- *   delivery, or at --timeout-ms.
+ *   delivery, or at --timeout-ms. --arrival-log PATH: "sender seq
+ *   realtime_ms entries" per batch taken (not for duplicates), written at
+ *   exit: joined with the publishers' --send-log it gives the send ->
+ *   delivery latency of prebuilt batches.
  * Always: Hello until a Welcome, Heartbeat every second, Hello again after
  * 5 s without any frame from the hub; after that new Welcome every unacked
  * batch is resent.
@@ -63,7 +74,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "config.h"
@@ -92,7 +105,8 @@ typedef struct {
     uint64_t timeout_ms, batches, entries, entry_bytes, window, first_seq, resend_ms;
     uint64_t expect_batches, expect_entries, idle_exit_ms, failover_ms;
     size_t nendpoints;
-    int json, no_verify;
+    const char *go_file, *send_log, *arrival_log;
+    int json, no_verify, prebuild;
 } opts_t;
 
 typedef enum { O_STR, O_NUM, O_FLAG } okind_t;
@@ -129,7 +143,11 @@ static const optdef_t optdefs[] = {
     ONUM("--expect-batches", expect_batches, 1, UINT64_MAX, M_SUB),
     ONUM("--expect-entries", expect_entries, 1, UINT64_MAX, M_SUB),
     ONUM("--idle-exit-ms", idle_exit_ms, 1, 86400000, M_SUB),
+    OFLAG("--prebuild", prebuild, M_PUB),
+    OSTR("--go-file", go_file, M_PUB),
+    OSTR("--send-log", send_log, M_PUB),
     OFLAG("--no-verify", no_verify, M_SUB),
+    OSTR("--arrival-log", arrival_log, M_SUB),
 };
 
 static void usage(FILE *out)
@@ -140,7 +158,9 @@ static void usage(FILE *out)
             "             [--timeout-ms 60000] [--ca CA.crt] [--json]\n"
             "  publish:   --key K --cert C --dest D --batches N --entries M [--entry-bytes 512]\n"
             "             [--window 8] [--first-seq S (default: realtime ms << 8)] [--resend-ms 3000]\n"
+            "             [--prebuild [--go-file PATH]] [--send-log PATH]\n"
             "  subscribe: [--expect-batches N | --expect-entries N] [--idle-exit-ms MS] [--no-verify]\n"
+            "             [--arrival-log PATH]\n"
             "  both:      the options of publish and subscribe, on one connection\n"
             "exit: 0 done, 2 usage, 3 timeout, 4 protocol problem (nack, bad signature, out of order)\n");
 }
@@ -238,6 +258,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
     }
     if (o->expect_batches && o->expect_entries)
         return bad_usage("--expect-batches and --expect-entries exclude each other");
+    if (o->go_file && !o->prebuild) return bad_usage("--go-file needs --prebuild");
     return -1;
 }
 
@@ -272,6 +293,11 @@ typedef struct {
     size_t len, entries;
     uint64_t first_ms, sent_ms;   /* monotonic; sent_ms 0 = (re)send now */
 } slot_t;
+
+typedef struct {
+    size_t sender;                /* index into senders */
+    uint64_t seq, real_ms, entries;
+} arrival_t;
 
 typedef struct chunk {
     struct chunk *next;
@@ -314,6 +340,11 @@ typedef struct {
     Tongban__Entry **eptrs;
     uint8_t *ids, *payload;
     char *body;
+    uint8_t **pre_frame;          /* --prebuild: frame of seq0 + k, until it moves to its slot */
+    size_t *pre_len;
+    int go;                       /* sending allowed (no --go-file, or it exists) */
+    double prebuild_cpu_s;        /* --prebuild: CPU seconds of the process until the batches were ready */
+    uint64_t *sent_real;          /* --send-log: realtime ms of the first send of seq0 + k */
     /* subscribe */
     uint64_t *dacks;              /* DeliverAcks waiting for room in the socket */
     size_t ndacks, dackcap;
@@ -321,6 +352,8 @@ typedef struct {
     sender_t *senders;
     size_t nsenders, sendercap;
     uint64_t last_delivery_ms;
+    arrival_t *arrivals;          /* --arrival-log */
+    size_t narrivals, arrivalcap;
     arena_t arena;
     ProtobufCAllocator alloc;
     /* results */
@@ -337,6 +370,15 @@ static uint64_t now_real_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* CPU seconds (user + system) of this process so far. */
+static double cpu_now_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void note_first(ln_t *self, uint64_t now)
@@ -663,6 +705,11 @@ static int pub_init(ln_t *self, char *err, size_t errlen)
     self->seq_end = self->seq0 + o->batches;
     self->next_seq = self->oldest = self->seq0;
     self->hlc = now_real_ms() << 16;
+    self->go = !o->go_file;
+    if (o->send_log && !(self->sent_real = calloc((size_t)o->batches, sizeof *self->sent_real))) {
+        snprintf(err, errlen, "out of memory for the send log of %" PRIu64 " batches", o->batches);
+        return -1;
+    }
     return 0;
 }
 
@@ -688,8 +735,10 @@ static void make_body(ln_t *self, uint64_t t, uint64_t seq, uint64_t i)
     *p = '\0';
 }
 
-/* Builds and signs batch seq into sl. Returns 0, or -1 with err. */
-static int build_batch(ln_t *self, slot_t *sl, uint64_t seq, char *err, size_t errlen)
+/* Builds and signs batch seq (bodies with "t":t) as a serialised
+ * Frame{batch} in *frame (malloc'ed). Returns 0, or -1 with err. */
+static int build_frame(ln_t *self, uint64_t seq, uint64_t t, uint8_t **frame, size_t *len, char *err,
+                       size_t errlen)
 {
     const opts_t *o = self->o;
     size_t m = (size_t)o->entries, off = 0;
@@ -698,7 +747,6 @@ static int build_batch(ln_t *self, slot_t *sl, uint64_t seq, char *err, size_t e
         snprintf(err, errlen, "RAND_bytes failed");
         return -1;
     }
-    uint64_t t = now_real_ms();
     Tongban__RecordUpsert u = TONGBAN__RECORD_UPSERT__INIT;
     u.catalog = "bench";
     u.key = key;
@@ -733,16 +781,52 @@ static int build_batch(ln_t *self, slot_t *sl, uint64_t seq, char *err, size_t e
     uint8_t *sb = NULL;
     size_t sblen = 0;
     if (tb_batch_sign(&b, self->signer, self->cert, &sb, &sblen, err, errlen) != TB_OK) return -1;
-    tb_err_t rc = tb_frame_wrap(TONGBAN__FRAME__KIND_BATCH, sb, sblen, &sl->frame, &sl->len);
+    tb_err_t rc = tb_frame_wrap(TONGBAN__FRAME__KIND_BATCH, sb, sblen, frame, len);
     free(sb);
     if (rc != TB_OK) {
         snprintf(err, errlen, "out of memory for a batch of %zu bytes", sblen);
         return -1;
     }
+    return 0;
+}
+
+/* --prebuild: builds and signs every batch now. Returns 0, or -1 with err. */
+static int prebuild(ln_t *self, char *err, size_t errlen)
+{
+    size_t n = (size_t)self->o->batches, bytes = 0;
+    uint64_t t0 = tb_now_ms();
+    self->pre_frame = calloc(n, sizeof *self->pre_frame);
+    self->pre_len = calloc(n, sizeof *self->pre_len);
+    if (!self->pre_frame || !self->pre_len) {
+        snprintf(err, errlen, "out of memory for %zu prebuilt batches", n);
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (build_frame(self, self->seq0 + k, 0, &self->pre_frame[k], &self->pre_len[k], err, errlen) != 0)
+            return -1;
+        bytes += self->pre_len[k];
+    }
+    self->prebuild_cpu_s = cpu_now_s();
+    fprintf(stderr, "tb_lightnode %s: prebuilt batches=%zu bytes=%zu ms=%" PRIu64 "\n", self->o->node, n, bytes,
+            tb_now_ms() - t0);
+    return 0;
+}
+
+/* Puts batch seq (prebuilt, or built and signed now) into sl. Returns 0, or -1 with err. */
+static int build_batch(ln_t *self, slot_t *sl, uint64_t seq, char *err, size_t errlen)
+{
+    if (self->pre_frame) {
+        size_t k = (size_t)(seq - self->seq0);
+        sl->frame = self->pre_frame[k];
+        sl->len = self->pre_len[k];
+        self->pre_frame[k] = NULL;     /* the slot owns it now */
+    } else if (build_frame(self, seq, now_real_ms(), &sl->frame, &sl->len, err, errlen) != 0) {
+        return -1;
+    }
     sl->busy = 1;
     sl->sent_once = 0;
     sl->seq = seq;
-    sl->entries = m;
+    sl->entries = (size_t)self->o->entries;
     sl->first_ms = sl->sent_ms = 0;
     return 0;
 }
@@ -756,6 +840,7 @@ static int send_slot(ln_t *self, slot_t *sl, uint64_t now)
     } else {
         sl->sent_once = 1;
         sl->first_ms = now;
+        if (self->sent_real) self->sent_real[sl->seq - self->seq0] = now_real_ms();
         self->st.batches_sent++;
         self->st.entries_sent += sl->entries;
         note_first(self, now);
@@ -882,6 +967,69 @@ static uint64_t entry_time(const uint8_t *p, size_t len)
     return 0;
 }
 
+/* Reads a varint at p[*i] (< len). Returns 0, or -1. */
+static int rd_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned sh = 0; *i < len && sh < 64; sh += 7) {
+        uint8_t c = p[(*i)++];
+        *v |= (uint64_t)(c & 0x7f) << sh;
+        if (!(c & 0x80)) return 0;
+    }
+    return -1;
+}
+
+/* Skips a value of wire type wt at p[*i]. Returns 0, or -1. */
+static int rd_skip(const uint8_t *p, size_t len, size_t *i, unsigned wt)
+{
+    uint64_t v;
+    switch (wt) {
+    case 0: return rd_varint(p, len, i, &v);
+    case 1: if (len - *i < 8) return -1; *i += 8; return 0;
+    case 5: if (len - *i < 4) return -1; *i += 4; return 0;
+    case 2:
+        if (rd_varint(p, len, i, &v) != 0 || v > len - *i) return -1;
+        *i += (size_t)v;
+        return 0;
+    default: return -1;
+    }
+}
+
+/* The latency samples of a verified Batch read in place (tb_batch_view
+ * took it, so it is well-formed): arrival real minus the "t" of each
+ * RecordUpsert entry's body, as the decoded path does. */
+static void body_times(ln_t *self, const uint8_t *p, size_t len, uint64_t real)
+{
+    size_t i = 0;
+    uint64_t tag, n;
+    while (i < len && rd_varint(p, len, &i, &tag) == 0) {
+        if (tag != ((5u << 3) | 2u)) {
+            if (rd_skip(p, len, &i, (unsigned)(tag & 7)) != 0) return;
+            continue;
+        }
+        if (rd_varint(p, len, &i, &n) != 0 || n > len - i) return;
+        const uint8_t *e = p + i, *payload = NULL;
+        size_t elen = (size_t)n, k = 0, plen = 0;
+        uint64_t type = 0, etag, v;
+        i += elen;
+        while (k < elen && rd_varint(e, elen, &k, &etag) == 0) {
+            if (etag == ((2u << 3) | 0u)) {
+                if (rd_varint(e, elen, &k, &type) != 0) break;
+            } else if (etag == ((3u << 3) | 2u)) {
+                if (rd_varint(e, elen, &k, &v) != 0 || v > elen - k) break;
+                payload = e + k;
+                plen = (size_t)v;
+                k += plen;
+            } else if (rd_skip(e, elen, &k, (unsigned)(etag & 7)) != 0) {
+                break;
+            }
+        }
+        if (type != TONGBAN__ENTRY_TYPE__RECORD_UPSERT || !payload) continue;
+        uint64_t t = entry_time(payload, plen);
+        if (t) hist_add(self, real > t ? real - t : 0);
+    }
+}
+
 static long sender_index(ln_t *self, const char *id)
 {
     for (size_t i = 0; i < self->nsenders; i++)
@@ -895,7 +1043,7 @@ static long sender_index(ln_t *self, const char *id)
     }
     sender_t *s = &self->senders[self->nsenders];
     memset(s, 0, sizeof *s);
-    snprintf(s->id, sizeof s->id, "%s", id);
+    snprintf(s->id, sizeof s->id, "%.*s", (int)(sizeof s->id - 1), id);
     return (long)self->nsenders++;
 }
 
@@ -906,6 +1054,8 @@ static int on_deliver(ln_t *self, const Tongban__Deliver *dv, uint64_t now)
     const char *why = NULL;
     const Tongban__SignedBatch *sb = dv->batch;
     Tongban__Batch *b = NULL;
+    tb_batch_view_t bv;           /* the verified batch when read in place (b == NULL) */
+    const char *bsender = NULL, *bdest = NULL;
     int arena_batch = 0, misaddressed = 0, rc = 0;
     if (!sb) {
         why = "deliver without a batch";
@@ -917,10 +1067,14 @@ static int on_deliver(ln_t *self, const Tongban__Deliver *dv, uint64_t now)
         const dirent_t *d = sb->signer_key_id ? dir_by_key_id(self, sb->signer_key_id) : NULL;
         if (!d) why = "signer not in the directory";
         else if (d->revoked) why = "signer revoked";
-        else if (tb_batch_verify(sb, d->cert, &b, err, sizeof err) != TB_OK) why = err;
+        else if (tb_batch_verify_view(sb, d->cert, &bv, &b, err, sizeof err) != TB_OK) why = err;
     }
-    if (!why && (!b->dest || (strcmp(b->dest, self->o->node) != 0 && strncmp(b->dest, "topic:", 6) != 0))) {
-        snprintf(err, sizeof err, "addressed to \"%.64s\"", b->dest ? b->dest : "");
+    if (!why) {
+        bsender = b ? b->sender : bv.sender;
+        bdest = b ? b->dest : bv.dest;
+    }
+    if (!why && (!bdest || (strcmp(bdest, self->o->node) != 0 && strncmp(bdest, "topic:", 6) != 0))) {
+        snprintf(err, sizeof err, "addressed to \"%.64s\"", bdest ? bdest : "");
         why = err;
         misaddressed = 1;
     }
@@ -934,30 +1088,50 @@ static int on_deliver(ln_t *self, const Tongban__Deliver *dv, uint64_t now)
         }
         goto done;
     }
-    long si = sender_index(self, b->sender);
+    const uint64_t bseq = b ? b->seq : bv.seq;
+    const size_t bentries = b ? b->n_entries : bv.n_entries;
+    long si = sender_index(self, bsender);
     if (si < 0) { rc = -1; goto done; }
     sender_t *s = &self->senders[si];
     uint64_t skey = 2u + (uint64_t)si;
-    if (seen_has(&self->seen, skey, b->seq)) {
+    if (seen_has(&self->seen, skey, bseq)) {
         self->st.duplicates++;
     } else {
-        if (s->any && b->seq <= s->last_seq) {
+        if (s->any && bseq <= s->last_seq) {
             self->st.out_of_order++;
             REPORT(self, "tb_lightnode %s: out of order from %s: seq %" PRIu64 " (hub_seq %" PRIu64
-                   ") after %" PRIu64 "\n", self->o->node, b->sender, b->seq, dv->hub_seq, s->last_seq);
+                   ") after %" PRIu64 "\n", self->o->node, bsender, bseq, dv->hub_seq, s->last_seq);
         } else {
             s->any = 1;
-            s->last_seq = b->seq;
+            s->last_seq = bseq;
         }
-        if (seen_add(&self->seen, skey, b->seq) != 0) { rc = -1; goto done; }
+        if (seen_add(&self->seen, skey, bseq) != 0) { rc = -1; goto done; }
         self->st.batches_received++;
-        self->st.entries_received += b->n_entries;
+        self->st.entries_received += bentries;
+        if (self->o->arrival_log) {
+            if (self->narrivals == self->arrivalcap) {
+                size_t cap = self->arrivalcap ? self->arrivalcap * 2 : 1024;
+                arrival_t *v = realloc(self->arrivals, cap * sizeof *v);
+                if (!v) { rc = -1; goto done; }
+                self->arrivals = v;
+                self->arrivalcap = cap;
+            }
+            arrival_t *a = &self->arrivals[self->narrivals++];
+            a->sender = (size_t)si;
+            a->seq = bseq;
+            a->real_ms = now_real_ms();
+            a->entries = bentries;
+        }
         uint64_t real = now_real_ms();
-        for (size_t i = 0; i < b->n_entries; i++) {
-            const Tongban__Entry *e = b->entries[i];
-            if (e->type != TONGBAN__ENTRY_TYPE__RECORD_UPSERT) continue;
-            uint64_t t = entry_time(e->payload.data, e->payload.len);
-            if (t) hist_add(self, real > t ? real - t : 0);
+        if (b) {
+            for (size_t i = 0; i < bentries; i++) {
+                const Tongban__Entry *e = b->entries[i];
+                if (e->type != TONGBAN__ENTRY_TYPE__RECORD_UPSERT) continue;
+                uint64_t t = entry_time(e->payload.data, e->payload.len);
+                if (t) hist_add(self, real > t ? real - t : 0);
+            }
+        } else {
+            body_times(self, sb->body.data, sb->body.len, real);
         }
         self->last_delivery_ms = now;
         note_last(self, now);
@@ -999,6 +1173,31 @@ static int on_message(ln_t *self, const uint8_t *data, size_t len, uint64_t now)
 {
     int rc = 0;
     self->last_heard_ms = now;
+    if (self->o->sub && !self->o->no_verify) {
+        /* a Deliver read in place: no copy of the batch (anything unusual is decoded below) */
+        uint64_t hub_seq;
+        const uint8_t *sbp;
+        size_t sblen;
+        tb_signed_batch_view_t sv;
+        char key_id[128];
+        if (tb_frame_parse_deliver(data, len, &hub_seq, &sbp, &sblen) == TB_OK &&
+            tb_signed_batch_view(sbp, sblen, &sv) == TB_OK && sv.key_id_len < sizeof key_id) {
+            memcpy(key_id, sv.key_id, sv.key_id_len);
+            key_id[sv.key_id_len] = '\0';
+            Tongban__SignedBatch sb = TONGBAN__SIGNED_BATCH__INIT;
+            sb.body.data = (uint8_t *)(uintptr_t)sv.body;
+            sb.body.len = sv.body_len;
+            sb.signature.data = (uint8_t *)(uintptr_t)sv.sig;
+            sb.signature.len = sv.sig_len;
+            sb.signer_key_id = key_id;
+            sb.alg = (Tongban__SigAlg)sv.alg;
+            Tongban__Deliver dv = TONGBAN__DELIVER__INIT;
+            dv.hub_seq = hub_seq;
+            dv.batch = &sb;
+            rc = on_deliver(self, &dv, now);
+            goto done;
+        }
+    }
     Tongban__Frame *f = tongban__frame__unpack(&self->alloc, len, data);
     if (!f) {
         REPORT(self, "tb_lightnode %s: undecodable frame of %zu bytes\n", self->o->node, len);
@@ -1132,12 +1331,13 @@ static int ln_run(ln_t *self, volatile sig_atomic_t *stop)
         on_timer(self, now);
         if (!self->sock) return RC_INTERNAL;
         flush_dacks(self);
-        if (o->pub && self->welcomed && !self->blocked) {
+        if (o->pub && !self->go && access(o->go_file, F_OK) == 0) self->go = 1;
+        if (o->pub && self->welcomed && !self->blocked && self->go) {
             pub_pump(self, now);
             if (pub_fill(self) != 0) return RC_INTERNAL;
         }
         zmq_pollitem_t it = { self->sock, 0, (short)(ZMQ_POLLIN | (self->blocked ? ZMQ_POLLOUT : 0)), 0 };
-        if (zmq_poll(&it, 1, 50) < 0 && errno != EINTR) {
+        if (zmq_poll(&it, 1, self->go ? 50 : 2) < 0 && errno != EINTR) {
             fprintf(stderr, "tb_lightnode %s: zmq_poll: %s\n", o->node, zmq_strerror(errno));
             return RC_INTERNAL;
         }
@@ -1186,10 +1386,12 @@ static void ln_report(const ln_t *self, int rc)
                ",\"batches_received\":%" PRIu64 ",\"entries_received\":%" PRIu64 ",\"duplicates\":%" PRIu64
                ",\"out_of_order\":%" PRIu64 ",\"bad_signatures\":%" PRIu64
                ",\"seconds\":%.3f,\"entries_per_s\":%.0f,\"first_ms\":%s,\"last_ms\":%s,\"p50_ms\":%s"
-               ",\"p99_ms\":%s,\"misaddressed\":%" PRIu64 ",\"failovers\":%" PRIu64 ",\"exit\":%d}\n",
+               ",\"p99_ms\":%s,\"misaddressed\":%" PRIu64 ",\"failovers\":%" PRIu64
+               ",\"cpu_s\":%.3f,\"prebuild_cpu_s\":%.3f,\"exit\":%d}\n",
                o->node, o->mode, st->batches_sent, st->entries_sent, st->acks, st->nacks, st->resends,
                st->batches_received, st->entries_received, st->duplicates, st->out_of_order,
-               st->bad_signatures, secs, eps, first, last, s50, s99, st->misaddressed, self->failovers, rc);
+               st->bad_signatures, secs, eps, first, last, s50, s99, st->misaddressed, self->failovers,
+               cpu_now_s(), self->prebuild_cpu_s, rc);
     else
         printf("tb_lightnode node=%s mode=%s batches_sent=%" PRIu64 " entries_sent=%" PRIu64 " acks=%" PRIu64
                " nacks=%" PRIu64 " resends=%" PRIu64 " batches_received=%" PRIu64 " entries_received=%" PRIu64
@@ -1199,6 +1401,39 @@ static void ln_report(const ln_t *self, int rc)
                st->batches_received, st->entries_received, st->duplicates, st->out_of_order,
                st->bad_signatures, st->misaddressed, secs, eps, s50, s99, rc);
     fflush(stdout);
+}
+
+/* Writes --send-log / --arrival-log. Returns 0, or -1 (printed on stderr). */
+static int write_logs(const ln_t *self)
+{
+    const opts_t *o = self->o;
+    const char *path = NULL;
+    FILE *f = NULL;
+    int rc = 0;
+    if (o->send_log && self->sent_real) {
+        path = o->send_log;
+        if (!(f = fopen(path, "w"))) goto fail;
+        for (uint64_t k = 0; k < o->batches; k++)
+            if (self->sent_real[k]) fprintf(f, "%" PRIu64 " %" PRIu64 "\n", self->seq0 + k, self->sent_real[k]);
+        if (fclose(f) != 0) { f = NULL; goto fail; }
+        f = NULL;
+    }
+    if (o->arrival_log) {
+        path = o->arrival_log;
+        if (!(f = fopen(path, "w"))) goto fail;
+        for (size_t i = 0; i < self->narrivals; i++) {
+            const arrival_t *a = &self->arrivals[i];
+            fprintf(f, "%s %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", self->senders[a->sender].id, a->seq, a->real_ms,
+                    a->entries);
+        }
+        if (fclose(f) != 0) { f = NULL; goto fail; }
+        f = NULL;
+    }
+    return rc;
+fail:
+    fprintf(stderr, "tb_lightnode %s: cannot write %s: %s\n", o->node, path, strerror(errno));
+    if (f) fclose(f);
+    return -1;
 }
 
 static void ln_destroy(ln_t **selfp)
@@ -1215,6 +1450,12 @@ static void ln_destroy(ln_t **selfp)
     free(self->dir);
     if (self->slots)
         for (size_t i = 0; i < self->o->window; i++) free(self->slots[i].frame);
+    if (self->pre_frame)
+        for (size_t k = 0; k < self->o->batches; k++) free(self->pre_frame[k]);
+    free(self->pre_frame);
+    free(self->pre_len);
+    free(self->sent_real);
+    free(self->arrivals);
     free(self->slots);
     free(self->ents);
     free(self->eptrs);
@@ -1307,6 +1548,7 @@ static int ln_new(const opts_t *o, ln_t **out, char *err, size_t errlen)
     self->alloc.free = arena_free;
     self->alloc.allocator_data = &self->arena;
     if (o->pub && pub_init(self, err, errlen) != 0) goto fail;
+    if (o->pub && o->prebuild && prebuild(self, err, errlen) != 0) goto fail;
 
     self->ctx = zmq_ctx_new();
     if (!self->ctx) {
@@ -1357,6 +1599,7 @@ int main(int argc, char **argv)
     }
     rc = ln_run(self, &stop_flag);
     ln_report(self, rc);
+    if (write_logs(self) != 0 && rc == RC_OK) rc = RC_INTERNAL;
     ln_destroy(&self);
     return rc;
 }

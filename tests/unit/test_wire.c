@@ -549,6 +549,153 @@ static int recv_part(void *sock, void *buf, size_t cap, int *more)
     return n;
 }
 
+
+/* tb_signed_batch_view / tb_batch_view agree with protobuf-c: on a plain
+ * encoding they give its values, and whatever they take (here: thousands of
+ * mutations of real encodings and a few hand-made odd ones) protobuf-c
+ * decodes to the same values. */
+static int batch_view_matches(const uint8_t *buf, size_t len, int *taken)
+{
+    tb_batch_view_t v;
+    *taken = tb_batch_view(buf, len, &v) == TB_OK;
+    if (!*taken) return 1;
+    Tongban__Batch *b = tongban__batch__unpack(NULL, len, buf);
+    if (!b) return 0;
+    uint32_t types = 0;
+    int ok = 1;
+    for (size_t i = 0; i < b->n_entries; i++) {
+        int t = (int)b->entries[i]->type;
+        if (t < 0 || t >= 32) ok = 0;
+        else types |= 1u << t;
+    }
+    ok = ok && strcmp(v.sender, b->sender) == 0 && strcmp(v.dest, b->dest) == 0 && v.seq == b->seq &&
+         v.hlc == b->hlc && v.prev_seq == b->prev_seq && v.n_entries == b->n_entries && v.types == types;
+    tongban__batch__free_unpacked(b, NULL);
+    return ok;
+}
+
+static int sb_view_matches(const uint8_t *buf, size_t len, int *taken)
+{
+    tb_signed_batch_view_t v;
+    *taken = tb_signed_batch_view(buf, len, &v) == TB_OK;
+    if (!*taken) return 1;
+    Tongban__SignedBatch *sb = tongban__signed_batch__unpack(NULL, len, buf);
+    if (!sb) return 0;
+    int ok = bytes_eq(sb->body, v.body, v.body_len) && bytes_eq(sb->signature, v.sig, v.sig_len) &&
+             strlen(sb->signer_key_id) == v.key_id_len && memcmp(sb->signer_key_id, v.key_id, v.key_id_len) == 0 &&
+             (int32_t)sb->alg == v.alg;
+    tongban__signed_batch__free_unpacked(sb, NULL);
+    return ok;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint32_t rnd(uint32_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state % n);
+}
+
+/* Mutates buf (len bytes, room for cap) in place: overwrite, insert or cut. */
+static size_t mutate(uint8_t *buf, size_t len, size_t cap)
+{
+    int k = 1 + (int)rnd(3);
+    for (int i = 0; i < k && len > 0; i++) {
+        size_t at = rnd((uint32_t)len);
+        switch (rnd(4)) {
+        case 0: buf[at] = (uint8_t)rnd(256); break;
+        case 1: buf[at] ^= (uint8_t)(1u << rnd(8)); break;
+        case 2:
+            if (len < cap) {
+                memmove(buf + at + 1, buf + at, len - at);
+                buf[at] = (uint8_t)rnd(256);
+                len++;
+            }
+            break;
+        default: len = at; break;
+        }
+    }
+    return len;
+}
+
+static void test_views(void)
+{
+    test_batch_t t;
+    make_batch(&t, "110000", 42);
+    t.b.prev_seq = 41;
+    size_t blen = tongban__batch__get_packed_size(&t.b);
+    uint8_t body[512], work[600];
+    CHECK(blen < sizeof body);
+    blen = tongban__batch__pack(&t.b, body);
+    tb_batch_view_t v;
+    CHECK(tb_batch_view(body, blen, &v) == TB_OK);
+    CHECK(strcmp(v.sender, "110000") == 0 && strcmp(v.dest, "topic:licences") == 0);
+    CHECK(v.seq == 42 && v.prev_seq == 41 && v.hlc == (1ULL << 40) + 7 && v.n_entries == 2);
+    CHECK(v.types == ((1u << TONGBAN__ENTRY_TYPE__RECORD_UPSERT) | (1u << TONGBAN__ENTRY_TYPE__RECORD_DELETE)));
+    CHECK(tb_batch_view(body, 0, &v) == TB_OK && v.n_entries == 0 && v.sender[0] == '\0');
+
+    Tongban__SignedBatch sb = TONGBAN__SIGNED_BATCH__INIT;
+    uint8_t sig[64];
+    memset(sig, 0xab, sizeof sig);
+    sb.body.data = body;
+    sb.body.len = blen;
+    sb.signature.data = sig;
+    sb.signature.len = sizeof sig;
+    sb.signer_key_id = "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff";
+    sb.alg = TONGBAN__SIG_ALG__SIG_ALG_ED25519;
+    size_t slen = 0;
+    uint8_t *sbb = pack_sb(&sb, &slen);
+    CHECK(sbb != NULL && slen < sizeof work);
+    tb_signed_batch_view_t sv;
+    if (sbb) {
+        CHECK(tb_signed_batch_view(sbb, slen, &sv) == TB_OK);
+        CHECK(sv.body_len == blen && memcmp(sv.body, body, blen) == 0 && sv.sig_len == 64);
+        CHECK(sv.key_id_len == 64 && memcmp(sv.key_id, sb.signer_key_id, 64) == 0 && sv.alg == 1);
+    }
+    CHECK(tb_signed_batch_view(body, 0, &sv) == TB_OK && sv.body_len == 0 && sv.key_id_len == 0);
+
+    /* odd encodings are left to protobuf-c */
+    static const uint8_t tag0[] = { 0x80, 0x01, 0x00 };                  /* a 2-byte tag: field 16 */
+    static const uint8_t longlen[] = { 0x0a, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 'a' }; /* 6-byte length */
+    static const uint8_t bigseq[] = { 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f };
+    static const uint8_t nulname[] = { 0x0a, 0x03, 'a', 0x00, 'b' };
+    static const uint8_t bigtype[] = { 0x2a, 0x02, 0x10, 0x28 };          /* entry of type 40 */
+    static const uint8_t group[] = { 0x3b, 0x3c };                        /* start/end group 7 */
+    static const uint8_t unknown[] = { 0x38, 0x05, 0x45, 1, 2, 3, 4, 0x2a, 0x02, 0x10, 0x01 };
+    static const uint8_t field0[] = { 0x02, 0x00 };                     /* field number 0 */
+    int taken = 0;
+    CHECK(batch_view_matches(tag0, sizeof tag0, &taken) && taken);       /* field 16, as protobuf-c */
+    CHECK(tb_batch_view(field0, sizeof field0, &v) != TB_OK);
+    CHECK(tb_batch_view(longlen, sizeof longlen, &v) != TB_OK);
+    CHECK(tb_batch_view(bigseq, sizeof bigseq, &v) != TB_OK);
+    CHECK(tb_batch_view(nulname, sizeof nulname, &v) != TB_OK);
+    CHECK(tb_batch_view(bigtype, sizeof bigtype, &v) != TB_OK);
+    CHECK(tb_batch_view(group, sizeof group, &v) != TB_OK);
+    CHECK(tb_batch_view(unknown, sizeof unknown, &v) == TB_OK && v.n_entries == 1 && v.types == 2u);
+    CHECK(tb_signed_batch_view(nulname + 0, sizeof nulname, &sv) == TB_OK);   /* body may hold NULs */
+    static const uint8_t nulkey[] = { 0x1a, 0x03, 'a', 0x00, 'b' };
+    CHECK(tb_signed_batch_view(nulkey, sizeof nulkey, &sv) != TB_OK);
+
+    /* differential: mutations of both encodings */
+    int bad = 0, taken_b = 0, taken_s = 0;
+    for (int i = 0; i < 40000; i++) {
+        memcpy(work, body, blen);
+        size_t n = mutate(work, blen, sizeof work);
+        if (!batch_view_matches(work, n, &taken)) bad++;
+        taken_b += taken;
+        if (sbb) {
+            memcpy(work, sbb, slen);
+            n = mutate(work, slen, sizeof work);
+            if (!sb_view_matches(work, n, &taken)) bad++;
+            taken_s += taken;
+        }
+    }
+    CHECK_MSG(bad == 0, "%d mutated encodings read differently from protobuf-c", bad);
+    CHECK(taken_b > 1000 && taken_s > 1000);   /* the loop exercised the views */
+    free(sbb);
+}
+
 /* tb_frame_send / tb_frame_send_raw between a DEALER and a ROUTER over inproc. */
 static void test_send(void)
 {
@@ -619,6 +766,17 @@ static void test_send(void)
         CHECK(tb_frame_send_raw(lonely, NULL, 0, raw, rlen, ZMQ_DONTWAIT) == TB_ERR_UNAVAILABLE);
         /* a REP that has received nothing cannot send: an I/O error */
         CHECK(tb_frame_send_raw(rep, NULL, 0, raw, rlen, ZMQ_DONTWAIT) == TB_ERR_IO);
+
+        /* tb_frame_send_deliver: the same bytes as tb_frame_deliver, the same errors */
+        size_t dlen = 0;
+        CHECK(tb_frame_send_deliver(router, (const uint8_t *)"110000", 6, 9, sbytes, sizeof sbytes, 0, &dlen) ==
+              TB_OK);
+        CHECK(dlen == rlen);
+        n = recv_part(dealer, buf, sizeof buf, &more);
+        CHECK(n == (int)rlen && memcmp(buf, raw, rlen) == 0 && !more);
+        CHECK(tb_frame_send_deliver(router, (const uint8_t *)"999999", 6, 9, sbytes, sizeof sbytes, ZMQ_DONTWAIT,
+                                    NULL) == TB_ERR_UNAVAILABLE);
+        CHECK(tb_frame_send_deliver(rep, NULL, 0, 9, sbytes, sizeof sbytes, ZMQ_DONTWAIT, NULL) == TB_ERR_IO);
         free(raw);
     }
     CHECK(tb_frame_send(router, (const uint8_t *)"999999", 6, &fa, ZMQ_DONTWAIT) == TB_ERR_UNAVAILABLE);
@@ -642,5 +800,6 @@ int main(void)
     test_nack_names();
     test_now_ms();
     test_send();
+    test_views();
     return tbtest_done("test_wire");
 }
