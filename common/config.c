@@ -420,6 +420,7 @@ static const field_t node_fields[] = {
     INT_FIELD("hub.connect_timeout_ms", tb_node_config_t, hub_connect_timeout_ms, 1000, 86400000, 15000),
     { .key = "postgresql.conninfo", .type = F_STRING, AT(tb_node_config_t, pg_conninfo), .required = 1 },
     INT_FIELD("batch.max_entries", tb_node_config_t, batch_max_entries, 1, 100000, 1000),
+    INT_FIELD("batch.max_bytes", tb_node_config_t, batch_max_bytes, 65536, 67108864, 4194304),
     INT_FIELD("batch.max_delay_ms", tb_node_config_t, batch_max_delay_ms, 0, 60000, 20),
     INT_FIELD("batch.window", tb_node_config_t, batch_window, 1, 1024, 8),
     INT_FIELD("batch.poll_ms", tb_node_config_t, poll_ms, 10, 600000, 1000),

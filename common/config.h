@@ -116,6 +116,7 @@ typedef struct {
                                              exit if the hub never answered in this time      */
     char pg_conninfo[1024];               /* postgresql.conninfo libpq string (required)     */
     long batch_max_entries;               /* batch.max_entries 1..100000, default 1000       */
+    long batch_max_bytes;                 /* batch.max_bytes 64 KiB..64 MiB, default 4 MiB   */
     long batch_max_delay_ms;              /* batch.max_delay_ms 0..60000, default 20         */
     long batch_window;                    /* batch.window 1..1024, default 8                 */
     long poll_ms;                         /* batch.poll_ms 10..600000, default 1000          */

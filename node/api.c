@@ -251,6 +251,9 @@ static const api_op_fn handlers[API_OP__COUNT] = {
     [API_OP_COMPLAINT_GET] = api_op_complaint_get,
     [API_OP_EVENTS_NEXT] = api_op_events_next,
     [API_OP_EVENTS_ACK] = api_op_events_ack,
+    [API_OP_CASE_ATTACH] = api_op_case_attach,
+    [API_OP_CASE_ATTACHMENT] = api_op_case_attachment,
+    [API_OP_CASE_ATTACHMENT_CHUNK] = api_op_case_attachment_chunk,
 };
 
 /* The node-side inputs of op's check (api_ops[op].needs) in ctx, backed

@@ -185,6 +185,65 @@ CHECK(check_case_id)
     return api_need_name(args, "case_id", 128, &o->case_id, err, errlen);
 }
 
+/* case.attachment, case.attachment_chunk (index): case_id, sha256 */
+CHECK(check_case_attachment)
+{
+    tb_err_t rc;
+    (void)ctx;
+    if ((rc = api_need_name(args, "case_id", 128, &o->case_id, err, errlen)) != TB_OK ||
+        (rc = api_need_str(args, "sha256", 64, &o->sha256, err, errlen)) != TB_OK)
+        return rc;
+    if (strlen(o->sha256) != 64 || strspn(o->sha256, "0123456789abcdef") != 64) {
+        tb_seterr(err, errlen, "sha256: expected 64 lowercase hex digits");
+        return TB_ERR_INVALID;
+    }
+    return api_opt_int(args, "index", 0, API_ATTACH_MAX_CHUNKS - 1, 0, &o->index, err, errlen);
+}
+
+/* case.attachment_chunk: index required */
+CHECK(check_case_attachment_chunk)
+{
+    if (!json_is_integer(json_object_get(args, "index"))) {
+        tb_seterr(err, errlen, "index: required (an integer)");
+        return TB_ERR_INVALID;
+    }
+    return check_case_attachment(args, ctx, o, err, errlen);
+}
+
+/* case.attach: one chunk of at most API_ATTACH_CHUNK bytes (base64) of a
+ * file of 1..API_ATTACH_MAX_BYTES bytes; name optional */
+CHECK(check_case_attach)
+{
+    tb_err_t rc;
+    const char *name;
+    if ((rc = check_case_attachment(args, ctx, o, err, errlen)) != TB_OK)
+        return rc;
+    if (json_object_get(args, "name") && !json_is_null(json_object_get(args, "name")) &&
+        (rc = api_need_str(args, "name", 255, &name, err, errlen)) != TB_OK)
+        return rc;
+    if ((rc = api_opt_int(args, "size", 1, API_ATTACH_MAX_BYTES, 0, &o->size, err, errlen)) != TB_OK)
+        return rc;
+    if (o->size == 0) {
+        tb_seterr(err, errlen, "size: required");
+        return TB_ERR_INVALID;
+    }
+    if (!json_is_integer(json_object_get(args, "chunk_index"))) {
+        tb_seterr(err, errlen, "chunk_index: required (an integer)");
+        return TB_ERR_INVALID;
+    }
+    if ((rc = api_opt_int(args, "chunk_index", 0, (o->size - 1) / API_ATTACH_CHUNK, 0, &o->index, err, errlen)) !=
+        TB_OK)
+        return rc;
+    if ((rc = api_need_str(args, "data", (API_ATTACH_CHUNK + 2) / 3 * 4, &o->data, err, errlen)) != TB_OK)
+        return rc;
+    size_t n = strlen(o->data);
+    if (n % 4 != 0 || strspn(o->data, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != n) {
+        tb_seterr(err, errlen, "data: expected base64 (no line breaks)");
+        return TB_ERR_INVALID;
+    }
+    return TB_OK;
+}
+
 CHECK(check_case_list)
 {
     tb_err_t rc;
@@ -292,6 +351,9 @@ const api_op_spec_t api_ops[API_OP__COUNT] = {
     [API_OP_COMPLAINT_GET] = {"complaint.get", check_complaint_id, 0},
     [API_OP_EVENTS_NEXT] = {"events.next", check_events_next, 0},
     [API_OP_EVENTS_ACK] = {"events.ack", check_events_ack, 0},
+    [API_OP_CASE_ATTACH] = {"case.attach", check_case_attach, 0},
+    [API_OP_CASE_ATTACHMENT] = {"case.attachment", check_case_attachment, 0},
+    [API_OP_CASE_ATTACHMENT_CHUNK] = {"case.attachment_chunk", check_case_attachment_chunk, 0},
 };
 
 int api_op_find(const char *name)

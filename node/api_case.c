@@ -132,3 +132,50 @@ int api_op_case_list(api_t *self, const req_t *rq, api_args_t *a, uint64_t now, 
     const char *q[2] = {a->state, a->overdue};
     return api_db(self, "case_list", q, 2, res, err, errlen);
 }
+
+/* ------------------------------------------------------------------------
+ * Attachments: tb.chunk rows (migration 8 checks and routes them)
+ * ------------------------------------------------------------------------ */
+
+int api_op_case_attach(api_t *self, const req_t *rq, api_args_t *a, uint64_t now, json_t **res, char *err,
+                       size_t errlen)
+{
+    char size[24], index[24];
+    (void)rq;
+    (void)now;
+    snprintf(size, sizeof size, "%lld", a->size);
+    snprintf(index, sizeof index, "%lld", a->index);
+    const char *q[5] = {a->case_id, a->sha256, size, index, a->data};
+    tb_err_t rc = api_db(self, "attachment_put", q, 5, res, err, errlen);
+    if (rc == TB_ERR_NOTFOUND)
+        tb_seterr(err, errlen, "no case %s on this node", a->case_id);
+    if (rc == TB_OK)
+        self->wrote = 1;
+    return rc;
+}
+
+int api_op_case_attachment(api_t *self, const req_t *rq, api_args_t *a, uint64_t now, json_t **res, char *err,
+                           size_t errlen)
+{
+    (void)rq;
+    (void)now;
+    const char *q[2] = {a->case_id, a->sha256};
+    tb_err_t rc = api_db(self, "attachment_status", q, 2, res, err, errlen);
+    if (rc == TB_ERR_NOTFOUND)
+        tb_seterr(err, errlen, "no case %s on this node", a->case_id);
+    return rc;
+}
+
+int api_op_case_attachment_chunk(api_t *self, const req_t *rq, api_args_t *a, uint64_t now, json_t **res,
+                                 char *err, size_t errlen)
+{
+    char index[24];
+    (void)rq;
+    (void)now;
+    snprintf(index, sizeof index, "%lld", a->index);
+    const char *q[3] = {a->case_id, a->sha256, index};
+    tb_err_t rc = api_db(self, "attachment_get", q, 3, res, err, errlen);
+    if (rc == TB_ERR_NOTFOUND)
+        tb_seterr(err, errlen, "case %s: no chunk %s of %s on this node", a->case_id, index, a->sha256);
+    return rc;
+}

@@ -22,6 +22,9 @@
 
 #define PARKED (-1)            /* an op's return: answered later */
 #define ERRLEN 600
+#define API_ATTACH_CHUNK 262144L                /* bytes of one tb.chunk (the last may be shorter) */
+#define API_ATTACH_MAX_BYTES 67108864LL         /* largest attachment: 64 MiB */
+#define API_ATTACH_MAX_CHUNKS 256LL             /* API_ATTACH_MAX_BYTES / API_ATTACH_CHUNK */
 
 typedef struct {
     uint8_t rid[256];          /* ZeroMQ routing ids are at most 255 bytes */
@@ -97,6 +100,9 @@ typedef enum {
     API_OP_COMPLAINT_GET,
     API_OP_EVENTS_NEXT,
     API_OP_EVENTS_ACK,
+    API_OP_CASE_ATTACH,
+    API_OP_CASE_ATTACHMENT,
+    API_OP_CASE_ATTACHMENT_CHUNK,
     API_OP__COUNT
 } api_op_t;
 
@@ -127,7 +133,10 @@ typedef struct {
     const char *holder_code;   /* licence.find                                     */
     long long timeout_ms;      /* licence.verify                                   */
     int ask_issuer;            /* licence.verify                                   */
-    const char *case_id;       /* case.get, case.history                           */
+    const char *case_id;       /* case.get, case.history, case.attach*             */
+    const char *sha256;        /* case.attach*: 64 lowercase hex                   */
+    const char *data;          /* case.attach: base64 of one chunk                 */
+    long long size, index;     /* case.attach: whole size; chunk index (attach*)   */
     const char *state;         /* case.list (NULL: any)                            */
     const char *overdue;       /* case.list: "true", "false" or NULL               */
     const char *level;         /* supitem.list (NULL: any)                         */
@@ -251,6 +260,11 @@ int api_op_case_rate(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, 
 int api_op_case_get(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, char *, size_t);
 int api_op_case_history(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, char *, size_t);
 int api_op_case_list(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, char *, size_t);
+
+/* api_case.c: attachments */
+int api_op_case_attach(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, char *, size_t);
+int api_op_case_attachment(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, char *, size_t);
+int api_op_case_attachment_chunk(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, char *, size_t);
 
 /* api_supervision.c */
 int api_op_record_put(api_t *, const req_t *, api_args_t *, uint64_t, json_t **, char *, size_t);

@@ -324,7 +324,7 @@ int domain_check_entry(domain_cert_fn lookup, void *arg, const char *sender, con
                        const char *key, const char *origin, const char *body, char *why, size_t whylen)
 {
     static const char *const known[] = {"tb.licence", "tb.case_event", "tb.risk", "tb.complaint",
-                                        "tb.complaint_receipt", "tb.supitem", NULL};
+                                        "tb.complaint_receipt", "tb.supitem", "tb.chunk", NULL};
     int k = 0;
     sender = sender ? sender : "";
     catalog = catalog ? catalog : "";

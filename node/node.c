@@ -395,6 +395,7 @@ static long cut_batch(node_t *self, const char *dest)
     size_t n = 0, i;
     long taken = -1;
     size_t max = (size_t)self->cfg->batch_max_entries;
+    tb_store_set_batch_max_bytes(self->store, (size_t)self->cfg->batch_max_bytes);
     tb_err_t rc = tb_store_batch_begin(self->store, dest, max, &seq, &rows, &n, err, sizeof err);
     if (rc != TB_OK) {
         store_lost(self, "batch_begin", err);

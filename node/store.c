@@ -20,6 +20,7 @@ struct tb_store {
     char node_id[TB_ID_MAX + 1];
     tb_entry_check_fn check; /* received tb.* entries (may be NULL) */
     void *check_arg;
+    size_t batch_max_bytes;  /* tb_store_batch_begin's byte budget (0: the default) */
 };
 
 /* ------------------------------------------------------------------------
@@ -661,6 +662,12 @@ static int outrow_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+void tb_store_set_batch_max_bytes(tb_store_t *self, size_t bytes)
+{
+    if (self)
+        self->batch_max_bytes = bytes;
+}
+
 tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, uint64_t *seq,
                               tb_outrow_t **rows, size_t *n, char *err, size_t errlen)
 {
@@ -686,10 +693,11 @@ tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, ui
 
     if ((rc = exec_simple(self, "BEGIN", "batch begin", err, errlen)) != TB_OK)
         return rc;
-    char maxs[24];
+    char maxs[24], bytes[24];
     snprintf(maxs, sizeof maxs, "%zu", max);
-    const char *vals[2] = {dest, maxs};
-    res = exec_stmt(self, S_OUTBOX_TAKE, 2, vals, NULL, NULL, 0);
+    snprintf(bytes, sizeof bytes, "%zu", self->batch_max_bytes ? self->batch_max_bytes : TB_STORE_BATCH_MAX_BYTES);
+    const char *vals[3] = {dest, maxs, bytes};
+    res = exec_stmt(self, S_OUTBOX_TAKE, 3, vals, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return pg_fail(self, res, "batch begin: take outbox rows", err, errlen);
     count = (size_t)PQntuples(res);

@@ -41,7 +41,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 7
+#define TB_SCHEMA_VERSION 8
 
 typedef struct tb_store tb_store_t;
 
@@ -85,8 +85,14 @@ typedef struct {
 tb_err_t tb_store_outbox_dests(tb_store_t *self, char ***dests, size_t *n, char *err, size_t errlen);
 void tb_store_free_strings(char **v, size_t n);
 
+/* The byte budget of a batch (0: TB_STORE_BATCH_MAX_BYTES): tb_store_batch_begin
+ * stops taking rows once the running sum of their body sizes would exceed it
+ * (one row is always taken, whatever its size). */
+#define TB_STORE_BATCH_MAX_BYTES (4UL << 20)
+void tb_store_set_batch_max_bytes(tb_store_t *self, size_t bytes);
+
 /* Opens a transaction, takes (deletes, in that transaction) up to max outbox
- * rows for dest in id order, and allocates the next batch seq (no gaps: the
+ * rows for dest in id order (and within the byte budget), and allocates the next batch seq (no gaps: the
  * counter moves only if the batch commits). When *n == 0 the transaction is
  * already closed. tb_store_batch_abort puts the rows back (rollback). */
 tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, uint64_t *seq,

@@ -52,6 +52,7 @@ void tbctl_client_usage(FILE *out)
             "  tbctl case submit (--json-file F | --field ...) | get CASE | history CASE\n"
             "  tbctl case act CASE withdraw|accept|reject|start|part_done|decide|deliver [--detail D] [--result R]\n"
             "  tbctl case rate CASE SCORE [--comment C] | list [--state S] [--overdue]\n"
+            "  tbctl case attach CASE FILE [--name N] | attachment CASE SHA256 [--out FILE]\n"
             "  tbctl supitem put (CODE | --code CODE) --name N --level national|provincial|city|county\n"
             "      --region R [--parent P]\n"
             "  tbctl supitem list [--level L]\n"

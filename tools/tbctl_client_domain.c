@@ -1,6 +1,6 @@
 /* tbctl_client_domain.c -- tbctl's domain commands on a node's client API:
  * licence (issue, update, suspend, resume, revoke, get, find, verify),
- * case (submit, act, rate, get, history, list), supitem, risk and
+ * case (submit, act, rate, get, history, list, attach, attachment), supitem, risk and
  * complaint. Built only on libtongban's public API, like tbctl_client.c
  * (the command line, the connection, records, events, validate). */
 #include <errno.h>
@@ -272,6 +272,46 @@ int tbctl_cmd_case(args_t *a, tb_client_t *c, const char *sub, int json)
             json_t *r = json_loads(text, 0, NULL), *arr = json_object_get(r, "cases");
             for (size_t i = 0; i < json_array_size(arr); i++) print_case(json_array_get(arr, i));
             if (json_array_size(arr) == 0) printf("no case\n");
+            json_decref(r);
+        }
+        tb_free(text);
+        return X_OK;
+    }
+    if (strcmp(sub, "attach") == 0) {
+        char sha[65];
+        const char *name = tbctl_opt(a, "--name");
+        if ((n = tbctl_positionals(a, p, 2)) != 2) {
+            if (n >= 0) fprintf(stderr, "tbctl %s: CASE and FILE are required\n", a->cmd);
+            return X_USAGE;
+        }
+        if ((e = tb_case_attach_file(c, p[0], p[1], name, sha)) != TB_OK)
+            return tbctl_failed(a, c, e);
+        if (json)
+            tbctl_print_result(c);
+        else
+            printf("attached %s sha256=%s\n", p[1], sha);
+        return X_OK;
+    }
+    if (strcmp(sub, "attachment") == 0) {
+        const char *out = tbctl_opt(a, "--out");
+        if ((n = tbctl_positionals(a, p, 2)) != 2) {
+            if (n >= 0) fprintf(stderr, "tbctl %s: CASE and SHA256 are required\n", a->cmd);
+            return X_USAGE;
+        }
+        if (out) {
+            if ((e = tb_case_fetch_attachment(c, p[0], p[1], out)) != TB_OK) return tbctl_failed(a, c, e);
+            printf("wrote %s sha256=%s\n", out, p[1]);
+            return X_OK;
+        }
+        if ((e = tb_case_attachment_status(c, p[0], p[1], &text)) != TB_OK) return tbctl_failed(a, c, e);
+        if (json) {
+            tbctl_print_result(c);
+        } else {
+            json_t *r = json_loads(text, 0, NULL);
+            printf("attachment %s size=%lld have=%zu/%lld complete=%s\n", p[1],
+                   (long long)json_integer_value(json_object_get(r, "size")), json_array_size(json_object_get(r, "have")),
+                   (long long)json_integer_value(json_object_get(r, "count")),
+                   json_is_true(json_object_get(r, "complete")) ? "yes" : "no");
             json_decref(r);
         }
         tb_free(text);

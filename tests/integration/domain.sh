@@ -16,7 +16,11 @@
 #     node; a complaint filed in 110000 reaches 440000 and its receipt comes
 #     back; a supervision item reaches every node;
 #   events: a durable cursor survives a node restart and misses nothing;
-#   the client examples run against the real node.
+#   the client examples run against the real node;
+#   attachments: a 20 MiB material named in a case's materials travels in
+#     256 KiB chunks 110000 -> 440000 and comes out identical; a file the
+#     materials do not name is refused; a chunk altered in 440000's database
+#     makes the fetch fail its hash (exit 7).
 set -euo pipefail
 BUILD=$(cd "${1:?usage: domain.sh BUILD_DIR}" && pwd)
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -226,4 +230,42 @@ grep -q 'verdict=revoked' "$ROOT/ex1.out" || fail "issue_and_verify did not end 
 "$EX/follow_events" "$API440" example_app 1 >"$ROOT/ex4.out" 2>&1 || fail "follow_events again: $(cat "$ROOT/ex4.out")"
 [ "$(head -1 "$ROOT/ex4.out")" != "$(head -1 "$ROOT/ex3.out")" ] || fail "the durable cursor handed out the same event twice"
 echo "examples: $(tail -1 "$ROOT/ex1.out")"
+echo "== attachments: a 20 MiB material in chunks 110000 -> 440000"
+head -c 20971520 /dev/urandom >"$ROOT/big.bin"
+BIGSHA=$(sha256sum "$ROOT/big.bin" | cut -c1-64)
+cat >"$ROOT/case3.json" <<JSON
+{"service_item": "11440000MB2C92384Y4440116001000", "applicant_name": "王小明", "applicant_code": "$HOLDER",
+ "applicant_code_type": "111", "mode": "proxy", "handling": ["440000"], "deadline": "2099-12-31",
+ "materials": [{"name": "施工图纸.bin", "sha256": "$BIGSHA", "size": 20971520, "ref": "tb:attachment"}]}
+JSON
+c=$(on 110000 case submit --json-file "$ROOT/case3.json" --json) || fail "submit 3: $c"
+CASE3=$(jget "$c" case_id)
+fed_wait_sql 440000 "SELECT count(*) FROM tongban.cases WHERE case_id = '$CASE3'" 1 10 || fail "case 3 did not reach 440000"
+t0=$(ms)
+a=$(on 110000 case attach "$CASE3" "$ROOT/big.bin" --name 施工图纸.bin) || fail "attach: $a"
+[[ "$a" == *"sha256=$BIGSHA"* ]] || fail "attach printed another hash: $a"
+t1=$(ms)
+fed_wait_sql 440000 "SELECT count(*) FROM tongban.records WHERE catalog = 'tb.chunk' AND key LIKE '$CASE3/%'" 80 120 \
+  || fail "the chunks did not all reach 440000 ($(fed_psql 440000 -c "SELECT count(*) FROM tongban.records WHERE catalog = 'tb.chunk'"))"
+t2=$(ms)
+s=$(on 440000 case attachment "$CASE3" "$BIGSHA" --json) || fail "status: $s"
+[ "$(jget "$s" complete)" = true ] && [ "$(jget "$s" count)" = 80 ] && [ "$(jget "$s" size)" = 20971520 ] \
+  || fail "status at 440000: $(echo "$s" | cut -c1-300)"
+on 440000 case attachment "$CASE3" "$BIGSHA" --out "$ROOT/big.440000" >/dev/null || fail "fetch at 440000"
+t3=$(ms)
+cmp "$ROOT/big.bin" "$ROOT/big.440000" || fail "the file fetched at 440000 differs"
+on 110000 case attach "$CASE3" "$ROOT/big.bin" >/dev/null || fail "attach again (nothing left to send)"
+head -c 1000 /dev/urandom >"$ROOT/other.bin"
+expect_rc 3 on 110000 case attach "$CASE3" "$ROOT/other.bin"
+grep -q 'name no sha256' "$ROOT/err" || fail "an unlisted file: $(cat "$ROOT/err")"
+expect_rc 3 on 440000 case attachment "$CASE3" "$(sha256sum "$ROOT/other.bin" | cut -c1-64)"
+expect_rc 6 on 440000 case attachment "$CASE" "$(printf 'id card scan' | sha256sum | cut -c1-64)" --out "$ROOT/none"
+grep -q 'have 0 of' "$ROOT/err" || fail "an attachment without chunks: $(cat "$ROOT/err")"
+fed_psql 440000 -c "SET session_replication_role = replica; UPDATE tongban.records
+  SET body = jsonb_set(body, '{data}', to_jsonb(translate(body->>'data', 'AB', 'BA')))
+  WHERE catalog = 'tb.chunk' AND key = '$CASE3/$BIGSHA/000007'" || fail "tamper"
+expect_rc 7 on 440000 case attachment "$CASE3" "$BIGSHA" --out "$ROOT/big.bad"
+grep -q 'a chunk was altered' "$ROOT/err" || fail "tampered chunk: $(cat "$ROOT/err")"
+echo "attachments: 20 MiB uploaded in $((t1 - t0)) ms, complete at 440000 after $((t2 - t0)) ms" \
+     "($(python3 -c "print(round(20.97152 / max($t2 - $t0, 1) * 1000, 1))") MB/s end to end), fetched in $((t3 - t2)) ms"
 echo "PASS domain"

@@ -155,6 +155,12 @@ static void test_invalid(void)
     expect("events.next", with("events.next", "wait_ms", json_integer(30001)), TB_ERR_INVALID, "wait_ms");
     expect("events.next", with("events.next", "after", json_integer(-1)), TB_ERR_INVALID, "after");
     expect("events.ack", with("events.ack", "id", NULL), TB_ERR_INVALID, "id");
+    expect("case.attach", with("case.attach", "sha256", json_string("ABC")), TB_ERR_INVALID, "sha256");
+    expect("case.attach", with("case.attach", "chunk_index", json_integer(1)), TB_ERR_INVALID, "chunk_index");
+    expect("case.attach", with("case.attach", "size", json_integer(67108865)), TB_ERR_INVALID, "size");
+    expect("case.attach", with("case.attach", "data", json_string("eA=\n")), TB_ERR_INVALID, "data");
+    expect("case.attachment_chunk", with("case.attachment_chunk", "index", NULL), TB_ERR_INVALID, "index");
+    expect("case.attachment_chunk", with("case.attachment_chunk", "index", json_integer(256)), TB_ERR_INVALID, "index");
     expect("events.ack", with("events.ack", "id", json_null()), TB_OK, NULL);
     expect("events.ack", with("events.ack", "id", json_integer(-5)), TB_ERR_INVALID, "id");
     /* not an object */

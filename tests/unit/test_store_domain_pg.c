@@ -357,13 +357,14 @@ static int wait_notify(const char *channel, int ms)
 
 static void test_schema(void)
 {
-    CHECK(TB_SCHEMA_VERSION == 7);
+    CHECK(TB_SCHEMA_VERSION == 8);
     CHECK(tb_store_migration_count == TB_SCHEMA_VERSION);
-    CHECK(tb_store_migrations[tb_store_migration_count - 1].version == 7);
-    CHECK(qint0("SELECT max(version) FROM tongban.schema_migrations") == 7);
+    CHECK(tb_store_migrations[tb_store_migration_count - 1].version == 8);
+    CHECK(qint0("SELECT max(version) FROM tongban.schema_migrations") == 8);
     static const char *const fns[] = {"domain_dests", "record_get", "record_put", "record_delete", "domain_insert",
                                       "domain_put", "licence_get", "licence_find", "case_get", "case_list",
-                                      "case_history", "events_next", "events_ack", "supitem_list", "complaint_get"};
+                                      "case_history", "events_next", "events_ack", "supitem_list", "complaint_get",
+                                      "attachment_status", "attachment_get", "attachment_put"};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         const char *v[1] = {fns[i]};
         CHECK_MSG(qint("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
@@ -1161,6 +1162,95 @@ static void test_connection_lost(void)
     BAD_CALL(TB_ERR_UNAVAILABLE, "connection to PostgreSQL lost", "record_get", 2, "c", "k");
 }
 
+
+/* Attachments (migration 8): tb.chunk rules, routing, status; the byte budget of a batch. */
+#define ZERO64 "0000000000000000000000000000000000000000000000000000000000000000"
+#define ONE64 "1111111111111111111111111111111111111111111111111111111111111111"
+static char *chunk_body(const char *case_id, const char *by, const char *size, const char *count, const char *data)
+{
+    return fmt("{\"case_id\": \"%s\", \"sha256\": \"" ZERO64 "\", \"index\": 0, \"count\": %s, \"size\": %s,"
+               " \"data\": \"%s\", \"by_node\": \"%s\"}", case_id, count, size, data, by);
+}
+
+static void test_attachments(void)
+{
+    const char *key = "C-att/" ZERO64 "/000000";
+    char *e = submit_ev("C-att", "e0", ME, "proxy", "[\"" GD "\"]", "2099-01-01");
+    OK_CALL("domain_insert", 3, "tb.case_event", "C-att/e0", e);
+    free(e);
+    OK_CALL("attachment_status", 2, "C-att", ZERO64);
+    CHECK(out && jp(out, "$.size == 10 && $.count == 1 && $.have.size() == 0 && $.complete == false"));
+    BAD_CALL(TB_ERR_NOTFOUND, "not found", "attachment_status", 2, "C-none", ZERO64);
+    BAD_CALL(TB_ERR_REFUSED, "materials name no sha256", "attachment_status", 2, "C-att", ONE64);
+    BAD_CALL(TB_ERR_NOTFOUND, "not found", "attachment_put", 5, "C-none", ZERO64, "10", "0", "MDEyMzQ1Njc4OQ==");
+    BAD_CALL(TB_ERR_REFUSED, "name no sha256", "attachment_put", 5, "C-att", ONE64, "10", "0", "MDEyMzQ1Njc4OQ==");
+    BAD_CALL(TB_ERR_REFUSED, "has size 10, not 11", "attachment_put", 5, "C-att", ZERO64, "11", "0",
+             "MDEyMzQ1Njc4OQ==");
+    BAD_CALL(TB_ERR_REFUSED, "data has 3 bytes, chunk 0 of 1 must have 10", "attachment_put", 5, "C-att", ZERO64,
+             "10", "0", "MDEy");
+    BAD_CALL(TB_ERR_REFUSED, "index must be below count", "attachment_put", 5, "C-att", ZERO64, "10", "1",
+             "MDEyMzQ1Njc4OQ==");
+    long long ev0 = events_count();
+    OK_CALL("attachment_put", 5, "C-att", ZERO64, "10", "0", "MDEyMzQ1Njc4OQ==");
+    CHECK(out && jp(out, "$.have.size() == 1 && $.have[0] == 0 && $.complete == true"));
+    CHECK(dests_are(key, GD ":U"));
+    CHECK(events_count() == ev0 + 1);
+    CHECK(qint0("SELECT count(*) FROM tongban.events WHERE kind = 'chunk' AND body ? 'data'") == 0);
+    OK_CALL("attachment_put", 5, "C-att", ZERO64, "10", "0", "MDEyMzQ1Njc4OQ==");    /* again: a no-op */
+    CHECK(events_count() == ev0 + 1);
+    BAD_CALL(TB_ERR_REFUSED, "immutable", "attachment_put", 5, "C-att", ZERO64, "10", "0", "OTg3NjU0MzIxMA==");
+    OK_CALL("attachment_get", 3, "C-att", ZERO64, "0");
+    CHECK(out && jp(out, "$.data == \"MDEyMzQ1Njc4OQ==\" && $.by_node == \"" ME "\" && $.count == 1"));
+    BAD_CALL(TB_ERR_NOTFOUND, "not found", "attachment_get", 3, "C-att", ZERO64, "1");
+    sql_fails("DELETE FROM tongban.records WHERE catalog = 'tb.chunk'", "23514", "immutable (delete refused)");
+    sql_fails("UPDATE tongban.records SET body = body || '{\"data\": \"OTg3NjU0MzIxMA==\"}' WHERE catalog = 'tb.chunk'",
+              "23514", "immutable (update refused)");
+
+    /* received: from a party of the case, checked like local writes */
+    remote_submit("C-att2", GD, "proxy", "[\"" ME "\"]", "2099-01-01");
+    const char *k2 = "C-att2/" ZERO64 "/000000";
+    char *b = chunk_body("C-att2", JS, "10", "1", "MDEyMzQ1Njc4OQ==");
+    REMOTE_BAD("is no party of case C-att2", "tb.chunk", k2, b, JS);
+    free(b);
+    b = chunk_body("C-att2", GD, "10", "2", "MDEyMzQ1Njc4OQ==");
+    REMOTE_BAD("count must be ceil(size / 262144) = 1", "tb.chunk", k2, b, GD);
+    free(b);
+    b = chunk_body("C-att2", GD, "67108865", "257", "MDEyMzQ1Njc4OQ==");
+    REMOTE_BAD("size must be 1..67108864", "tb.chunk", k2, b, GD);
+    free(b);
+    b = chunk_body("C-att2", GD, "10", "1", "MDEyMzQ1Njc4OQ==");
+    REMOTE_BAD("is not the authority", "tb.chunk", k2, b, JS);
+    REMOTE_BAD("key must be", "tb.chunk", "C-att2/x/000000", b, GD);
+    REMOTE_OK("tb.chunk", k2, b, GD);
+    CHECK(dests_are(k2, ""));                        /* received: not sent on */
+    free(b);
+    OK_CALL("attachment_status", 2, "C-att2", ZERO64);
+    CHECK(out && jp(out, "$.complete == true"));
+
+    /* the byte budget of a batch: 40 KB bodies, at least one row */
+    sql("INSERT INTO tongban.outbox (dest, op, catalog, key, body, version, origin, hlc)"
+        " SELECT 'budget', 'U', 'misc', 'b' || i, jsonb_build_object('x', (SELECT string_agg(md5(i::text || j::text), '')"
+        "   FROM generate_series(1, 1250) j)), 1, '" ME "', 1 FROM generate_series(1, 3) i");
+    sql("INSERT INTO tongban.outbox (dest, op, catalog, key, body, version, origin, hlc)"
+        " SELECT 'budget-d', 'D', 'misc', 'd' || i, NULL, 1, '" ME "', 1 FROM generate_series(1, 3) i");
+    static const struct { size_t budget; const char *dest; size_t want; } bt[] = {
+        {65536, "budget", 1}, {100000, "budget", 2}, {1 << 20, "budget", 3}, {1000, "budget", 1}, {65536, "budget-d", 3}};
+    for (size_t i = 0; i < sizeof bt / sizeof bt[0]; i++) {
+        uint64_t seq;
+        tb_outrow_t *rows = NULL;
+        size_t n = 0;
+        tb_store_set_batch_max_bytes(st, bt[i].budget);
+        tb_err_t rc = tb_store_batch_begin(st, bt[i].dest, 1000, &seq, &rows, &n, err, sizeof err);
+        CHECK_MSG(rc == TB_OK && n == bt[i].want, "budget %zu %s: rc %d n %zu, want %zu (%s)", bt[i].budget, bt[i].dest,
+                  rc, n, bt[i].want, err);
+        if (n)
+            tb_store_batch_abort(st);
+        tb_store_free_outrows(rows, n);
+    }
+    tb_store_set_batch_max_bytes(st, 0);
+    sql("DELETE FROM tongban.outbox WHERE dest IN ('budget', 'budget-d')");
+}
+
 int main(void)
 {
     const char *conninfo = getenv("TB_TEST_PG_CONNINFO");
@@ -1190,6 +1280,7 @@ int main(void)
         test_events();
         test_licence_reads();
         test_supervision();
+        test_attachments();
         test_connection_lost();
         tb_store_destroy(&st);
     }

@@ -270,6 +270,27 @@ TB_EXPORT tb_err_t tb_case_history(tb_client_t *c, const char *case_id, char **j
  * overdue_only, only overdue ones. *json = {"cases": [...]}. */
 TB_EXPORT tb_err_t tb_case_list(tb_client_t *c, const char *state, int overdue_only, char **json);
 
+/* Uploads file path as an attachment of case case_id (a party of the case
+ * on this node; the case's materials must name the file's SHA-256): hashes
+ * it (SHA-256) into sha256_hex_out (65 bytes) and sends it in chunks of
+ * 256 KiB (case.attach), skipping those the node already has, so a failed
+ * upload resumes. name (NULL: the file's base name) is informational. At
+ * most 64 MiB. TB_ERR_REFUSED if the materials do not name the hash. */
+TB_EXPORT tb_err_t tb_case_attach_file(tb_client_t *c, const char *case_id, const char *path,
+                                       const char *name, char sha256_hex_out[65]);
+
+/* The attachment's status on this node: *json = {case_id, sha256, size,
+ * count, have: [chunk indexes], complete}. TB_ERR_NOTFOUND: no such case. */
+TB_EXPORT tb_err_t tb_case_attachment_status(tb_client_t *c, const char *case_id, const char *sha256,
+                                             char **json);
+
+/* Writes attachment sha256 (64 lowercase hex) of case case_id, as this node
+ * has it, to out_path and checks its SHA-256: TB_ERR_UNAVAILABLE ("have N
+ * of M chunks") while chunks are missing, TB_ERR_BADSIG if the bytes do not
+ * hash to sha256 (out_path is then left with them, for inspection). */
+TB_EXPORT tb_err_t tb_case_fetch_attachment(tb_client_t *c, const char *case_id, const char *sha256,
+                                            const char *out_path);
+
 /* Fields of a case handle; NULL / 0 / "" when absent or cs is NULL. */
 TB_EXPORT const char *tb_case_id(const tb_case_t *cs);
 TB_EXPORT const char *tb_case_state(const tb_case_t *cs);
