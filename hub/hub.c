@@ -24,6 +24,7 @@
 
 #define BURST_MAX 1024          /* messages handled before a group commit */
 #define TIMER_MS 100
+#define STALL_LOG_MS 1000          /* a loop turn this long is logged (loop_stalled) */
 #define SAVE_EVERY_MS 1000
 #define GC_EVERY_MS 60000
 #define RATE_EVERY_MS 5000
@@ -1161,7 +1162,8 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
             if (hub_reload(self, err, sizeof err) != TB_OK)
                 tb_log(TB_LOG_ERROR, comp, "reload_failed", "error=\"%s\"", err);
         }
-        ha_step(self, tb_now_ms());
+        uint64_t turn_start = tb_now_ms();
+        ha_step(self, turn_start);
         zmq_pollitem_t items[3] = {
             { self->zap, 0, ZMQ_POLLIN, 0 },
             { self->admin, 0, ZMQ_POLLIN, 0 },
@@ -1207,6 +1209,17 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
         if (now - self->last_timer_ms >= TIMER_MS) {
             self->last_timer_ms = now;
             on_timer(self, now);
+        }
+        /* A turn that kept the loop from its sockets for over a second
+         * beyond the poll's own wait (a storage stall in fsync or
+         * PostgreSQL, a huge burst, the process not scheduled): nodes may
+         * have seen the hub silent, heartbeats, the console's samples and
+         * redeliveries were late. Said once, with how long, for operators. */
+        uint64_t turn_ms = tb_now_ms() - turn_start;
+        if (turn_ms >= TIMER_MS + STALL_LOG_MS) {
+            self->stats.loop_stalls++;
+            tb_log(TB_LOG_WARN, comp, "loop_stalled", "ms=%llu from_unix_ms=%lld hint=\"slow storage (fsync, PostgreSQL) or no CPU\"",
+                   (unsigned long long)turn_ms, (long long)(wall_ms() - (int64_t)turn_ms));
         }
     }
     if (self->fatal) return TB_ERR_IO;

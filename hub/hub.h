@@ -33,6 +33,7 @@ typedef struct {
     unsigned long batches_in, records_in, batches_out, acks_out, duplicates;
     unsigned long rejected[16];          /* by Tongban__NackReason */
     unsigned long zap_denied, malformed_frames, syncs;
+    unsigned long loop_stalls;           /* loop turns of a second or more (loop_stalled) */
 } hub_stats_t;
 void hub_get_stats(const hub_t *self, hub_stats_t *out);
 

@@ -155,6 +155,7 @@ done
 page get "$URL" "$TOKEN" "$ROOT/api.json" || fail "GET /api/status"
 "$BUILD/tbctl" hub status --json -c "$ROOT/etc/hub.yaml" >"$ROOT/tbctl.json" || fail "tbctl hub status"
 page compare "$ROOT/api.json" "$ROOT/tbctl.json" --offline 440000 --offline 110000 --online 310000 --online mps \
+  --hub-log "$ROOT/log/hub.log" \
   || fail "/api/status differs from the hub's state"
 "$PY" - "$ROOT/api.json" <<'PY' || fail "/api/status content"
 import json, sys
