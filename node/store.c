@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "log.h"
 #include "store_schema.h"
 
@@ -218,23 +219,6 @@ char *tb_store_text_array(const char *const *v, size_t n)
     return b.p;
 }
 
-/* Formats into err as one line (newlines and tabs become spaces). */
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    size_t n = strlen(err);
-    while (n > 0 && err[n - 1] == ' ')
-        err[--n] = '\0';
-}
 
 static void rollback(tb_store_t *self)
 {
@@ -253,7 +237,7 @@ static void pg_reason(tb_store_t *self, const PGresult *res, char *buf, size_t l
         msg = PQerrorMessage(self->conn);
     if (!msg || !*msg)
         msg = res ? PQresStatus(PQresultStatus(res)) : "no result from server";
-    seterr(buf, len, "%s%s%s%s%s%s", msg, detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
+    tb_seterr_line(buf, len, "%s%s%s%s%s%s", msg, detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
            state ? " SQLSTATE " : "", state ? state : "");
 }
 
@@ -264,7 +248,7 @@ static tb_err_t pg_fail(tb_store_t *self, PGresult *res, const char *what, char 
 {
     char reason[1024];
     pg_reason(self, res, reason, sizeof reason);
-    seterr(err, errlen, "%s: %s", what, reason);
+    tb_seterr_line(err, errlen, "%s: %s", what, reason);
     PQclear(res);
     tb_err_t rc = PQstatus(self->conn) == CONNECTION_OK ? TB_ERR_DB : TB_ERR_UNAVAILABLE;
     rollback(self);
@@ -294,7 +278,7 @@ static tb_err_t check_conn(tb_store_t *self, const char *what, char *err, size_t
 {
     if (PQstatus(self->conn) == CONNECTION_OK)
         return TB_OK;
-    seterr(err, errlen, "%s: connection to PostgreSQL lost: %s", what, PQerrorMessage(self->conn));
+    tb_seterr_line(err, errlen, "%s: connection to PostgreSQL lost: %s", what, PQerrorMessage(self->conn));
     return TB_ERR_UNAVAILABLE;
 }
 
@@ -377,7 +361,7 @@ static tb_err_t migrate_step(tb_store_t *self, int *done, char *err, size_t errl
     PQclear(res);
     if (current < 0 || current > TB_SCHEMA_VERSION) {
         rollback(self);
-        seterr(err, errlen, "database schema version %" PRId64 " is newer than this tongban-node knows (%d)",
+        tb_seterr_line(err, errlen, "database schema version %" PRId64 " is newer than this tongban-node knows (%d)",
                current, TB_SCHEMA_VERSION);
         return TB_ERR_DB;
     }
@@ -420,7 +404,7 @@ static tb_err_t migrate_step(tb_store_t *self, int *done, char *err, size_t errl
             snprintf(owner, sizeof owner, "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "?");
             PQclear(res);
             rollback(self);
-            seterr(err, errlen,
+            tb_seterr_line(err, errlen,
                    "database belongs to node \"%s\", not \"%s\" (tongban.node_state); "
                    "each node needs its own database",
                    owner, self->node_id);
@@ -446,7 +430,7 @@ static tb_err_t migrate_step(tb_store_t *self, int *done, char *err, size_t errl
             PQclear(res);
             if (!ddl) {
                 rollback(self);
-                seterr(err, errlen, "define tongban.local_node(): out of memory");
+                tb_seterr_line(err, errlen, "define tongban.local_node(): out of memory");
                 return TB_ERR_NOMEM;
             }
             rc = exec_simple(self, ddl, "define tongban.local_node()", err, errlen);
@@ -465,25 +449,25 @@ tb_err_t tb_store_open(const char *conninfo, const char *node_id, tb_store_t **o
 {
     tb_err_t rc;
     if (!out || !conninfo || !node_id || !*node_id || strlen(node_id) > TB_ID_MAX) {
-        seterr(err, errlen, "tb_store_open: conninfo and a node id of 1..%d characters are required", TB_ID_MAX);
+        tb_seterr_line(err, errlen, "tb_store_open: conninfo and a node id of 1..%d characters are required", TB_ID_MAX);
         return TB_ERR_INVALID;
     }
     *out = NULL;
     tb_store_t *self = calloc(1, sizeof *self);
     if (!self) {
-        seterr(err, errlen, "tb_store_open: out of memory");
+        tb_seterr_line(err, errlen, "tb_store_open: out of memory");
         return TB_ERR_NOMEM;
     }
     snprintf(self->node_id, sizeof self->node_id, "%s", node_id);
 
     self->conn = PQconnectdb(conninfo);
     if (!self->conn) {
-        seterr(err, errlen, "tb_store_open: out of memory");
+        tb_seterr_line(err, errlen, "tb_store_open: out of memory");
         rc = TB_ERR_NOMEM;
         goto fail;
     }
     if (PQstatus(self->conn) != CONNECTION_OK) {
-        seterr(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(self->conn));
+        tb_seterr_line(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(self->conn));
         rc = TB_ERR_UNAVAILABLE;
         goto fail;
     }
@@ -559,7 +543,7 @@ tb_err_t tb_store_set_routes(tb_store_t *self, const tb_route_config_t *routes, 
                              size_t errlen)
 {
     if (!self || (n && !routes)) {
-        seterr(err, errlen, "tb_store_set_routes: invalid arguments");
+        tb_seterr_line(err, errlen, "tb_store_set_routes: invalid arguments");
         return TB_ERR_INVALID;
     }
     sbuf_t cats = {0}, dests = {0};
@@ -574,7 +558,7 @@ tb_err_t tb_store_set_routes(tb_store_t *self, const tb_route_config_t *routes, 
     arr_close(&cats);
     arr_close(&dests);
     if (cats.oom || dests.oom) {
-        seterr(err, errlen, "set routes: out of memory");
+        tb_seterr_line(err, errlen, "set routes: out of memory");
         rc = TB_ERR_NOMEM;
         goto done;
     }
@@ -639,7 +623,7 @@ tb_err_t tb_store_outbox_dests(tb_store_t *self, char ***dests, size_t *n, char 
     return TB_OK;
 nomem:
     PQclear(res);
-    seterr(err, errlen, "outbox destinations: out of memory");
+    tb_seterr_line(err, errlen, "outbox destinations: out of memory");
     return TB_ERR_NOMEM;
 }
 
@@ -679,7 +663,7 @@ tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, ui
     *n = 0;
     *seq = 0;
     if (!dest) {
-        seterr(err, errlen, "batch begin: no destination");
+        tb_seterr_line(err, errlen, "batch begin: no destination");
         return TB_ERR_INVALID;
     }
     if (max == 0)
@@ -687,7 +671,7 @@ tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, ui
     if ((rc = check_conn(self, "batch begin", err, errlen)) != TB_OK)
         return rc;
     if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
-        seterr(err, errlen, "batch begin: a transaction is already open");
+        tb_seterr_line(err, errlen, "batch begin: a transaction is already open");
         return TB_ERR_INVALID;
     }
 
@@ -718,7 +702,7 @@ tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, ui
             PQclear(res);
             tb_store_free_outrows(v, count);
             rollback(self);
-            seterr(err, errlen, "batch begin: malformed outbox row");
+            tb_seterr_line(err, errlen, "batch begin: malformed outbox row");
             return TB_ERR_DB;
         }
         o->hlc = (uint64_t)hlc;
@@ -743,7 +727,7 @@ tb_err_t tb_store_batch_begin(tb_store_t *self, const char *dest, size_t max, ui
         PQclear(res);
         tb_store_free_outrows(v, count);
         rollback(self);
-        seterr(err, errlen, "batch begin: tongban.node_state has no usable next_seq");
+        tb_seterr_line(err, errlen, "batch begin: tongban.node_state has no usable next_seq");
         return TB_ERR_DB;
     }
     PQclear(res);
@@ -756,7 +740,7 @@ nomem:
     PQclear(res);
     tb_store_free_outrows(v, count);
     rollback(self);
-    seterr(err, errlen, "batch begin: out of memory");
+    tb_seterr_line(err, errlen, "batch begin: out of memory");
     return TB_ERR_NOMEM;
 }
 
@@ -767,12 +751,12 @@ tb_err_t tb_store_batch_commit(tb_store_t *self, uint64_t seq, const char *dest,
     if ((rc = check_conn(self, "batch commit", err, errlen)) != TB_OK)
         return rc;
     if (PQtransactionStatus(self->conn) != PQTRANS_INTRANS) {
-        seterr(err, errlen, "batch commit: no batch in progress");
+        tb_seterr_line(err, errlen, "batch commit: no batch in progress");
         return TB_ERR_INVALID;
     }
     if (!dest || (n && !rows) || (len && !signed_bytes) || seq > INT64_MAX || len > INT32_MAX) {
         rollback(self);
-        seterr(err, errlen, "batch commit: invalid arguments");
+        tb_seterr_line(err, errlen, "batch commit: invalid arguments");
         return TB_ERR_INVALID;
     }
 
@@ -832,7 +816,7 @@ tb_err_t tb_store_unacked(tb_store_t *self, tb_sent_t **out, size_t *n, char *er
         if (PQgetlength(res, r, 0) != 8) {
             tb_store_free_sent(v, count);
             PQclear(res);
-            seterr(err, errlen, "unacked batches: unexpected seq encoding");
+            tb_seterr_line(err, errlen, "unacked batches: unexpected seq encoding");
             return TB_ERR_DB;
         }
         v[i].seq = be64((const unsigned char *)PQgetvalue(res, r, 0));
@@ -851,7 +835,7 @@ tb_err_t tb_store_unacked(tb_store_t *self, tb_sent_t **out, size_t *n, char *er
     return TB_OK;
 nomem:
     PQclear(res);
-    seterr(err, errlen, "unacked batches: out of memory");
+    tb_seterr_line(err, errlen, "unacked batches: out of memory");
     return TB_ERR_NOMEM;
 }
 
@@ -860,7 +844,7 @@ tb_err_t tb_store_ack_many(tb_store_t *self, const uint64_t *seqs, size_t n, cha
     tb_err_t rc;
     sbuf_t arr = {0};
     if (!self || (n && !seqs)) {
-        seterr(err, errlen, "ack: invalid arguments");
+        tb_seterr_line(err, errlen, "ack: invalid arguments");
         return TB_ERR_INVALID;
     }
     if ((rc = check_conn(self, "ack", err, errlen)) != TB_OK)
@@ -872,7 +856,7 @@ tb_err_t tb_store_ack_many(tb_store_t *self, const uint64_t *seqs, size_t n, cha
     arr_close(&arr);
     if (arr.oom) {
         free(arr.p);
-        seterr(err, errlen, "ack: out of memory");
+        tb_seterr_line(err, errlen, "ack: out of memory");
         return TB_ERR_NOMEM;
     }
     if (arr.items == 0) {
@@ -941,9 +925,9 @@ static void *decode_entry(int type, const uint8_t *data, size_t len, char *why, 
     if (type == TONGBAN__ENTRY_TYPE__RECORD_UPSERT) {
         Tongban__RecordUpsert *u = tongban__record_upsert__unpack(NULL, len, data);
         if (!u)
-            seterr(why, whylen, "undecodable RecordUpsert payload (%zu bytes)", len);
+            tb_seterr_line(why, whylen, "undecodable RecordUpsert payload (%zu bytes)", len);
         else if (u->hlc > INT64_MAX || u->version > INT64_MAX) {
-            seterr(why, whylen, "RecordUpsert hlc %" PRIu64 " or version %" PRIu64 " beyond INT64_MAX", u->hlc,
+            tb_seterr_line(why, whylen, "RecordUpsert hlc %" PRIu64 " or version %" PRIu64 " beyond INT64_MAX", u->hlc,
                    u->version);
             tongban__record_upsert__free_unpacked(u, NULL);
             u = NULL;
@@ -953,9 +937,9 @@ static void *decode_entry(int type, const uint8_t *data, size_t len, char *why, 
     if (type == TONGBAN__ENTRY_TYPE__RECORD_DELETE) {
         Tongban__RecordDelete *d = tongban__record_delete__unpack(NULL, len, data);
         if (!d)
-            seterr(why, whylen, "undecodable RecordDelete payload (%zu bytes)", len);
+            tb_seterr_line(why, whylen, "undecodable RecordDelete payload (%zu bytes)", len);
         else if (d->hlc > INT64_MAX || d->version > INT64_MAX) {
-            seterr(why, whylen, "RecordDelete hlc %" PRIu64 " or version %" PRIu64 " beyond INT64_MAX", d->hlc,
+            tb_seterr_line(why, whylen, "RecordDelete hlc %" PRIu64 " or version %" PRIu64 " beyond INT64_MAX", d->hlc,
                    d->version);
             tongban__record_delete__free_unpacked(d, NULL);
             d = NULL;
@@ -963,7 +947,7 @@ static void *decode_entry(int type, const uint8_t *data, size_t len, char *why, 
         return d;
     }
     const char *name = entry_type_name(type);
-    seterr(why, whylen, "unsupported entry type %d (%s)", type, name ? name : "unknown");
+    tb_seterr_line(why, whylen, "unsupported entry type %d (%s)", type, name ? name : "unknown");
     return NULL;
 }
 
@@ -990,7 +974,7 @@ static int entry_refused(tb_store_t *self, const char *sender, int type, const v
     if (self->check(self->check_arg, sender, u, d, why, whylen) == 0)
         return 0;
     if (!why[0])
-        seterr(why, whylen, "refused by the entry check");
+        tb_seterr_line(why, whylen, "refused by the entry check");
     return 1;
 }
 
@@ -1179,7 +1163,7 @@ static tb_err_t apply_runs(tb_store_t *self, const char *what, const Tongban__Ba
     return TB_OK;
 nomem:
     rollback(self);
-    seterr(err, errlen, "%s: out of memory", what);
+    tb_seterr_line(err, errlen, "%s: out of memory", what);
     return TB_ERR_NOMEM;
 }
 
@@ -1211,7 +1195,7 @@ static tb_err_t insert_dead(tb_store_t *self, const char *what, const Tongban__B
     }
     if (oom) {
         rollback(self);
-        seterr(err, errlen, "%s: dead letters: out of memory", what);
+        tb_seterr_line(err, errlen, "%s: dead letters: out of memory", what);
         rc = TB_ERR_NOMEM;
         goto done;
     }
@@ -1274,7 +1258,7 @@ static int decode_batch(tb_store_t *self, const Tongban__Batch *batch, decoded_t
         const Tongban__Entry *e = batch->entries[i];
         char reason[512];
         if (!e)
-            seterr(reason, sizeof reason, "entry is missing");
+            tb_seterr_line(reason, sizeof reason, "entry is missing");
         else
             d->msgs[i] = decode_entry(e->type, e->payload.data, e->payload.len, reason, sizeof reason);
         if (d->msgs[i] && entry_refused(self, batch->sender, e->type, d->msgs[i], reason, sizeof reason)) {
@@ -1298,11 +1282,11 @@ static tb_err_t apply_args_ok(const Tongban__Batch *batch, const uint8_t *signed
 {
     if (!batch || !batch->sender || !*batch->sender || batch->seq > INT64_MAX ||
         (batch->n_entries && !batch->entries)) {
-        seterr(err, errlen, "apply: batch without sender or with seq out of range");
+        tb_seterr_line(err, errlen, "apply: batch without sender or with seq out of range");
         return TB_ERR_PROTO;
     }
     if (signed_len > INT32_MAX || (signed_len && !signed_batch)) {
-        seterr(err, errlen, "apply: invalid signed batch bytes");
+        tb_seterr_line(err, errlen, "apply: invalid signed batch bytes");
         return TB_ERR_INVALID;
     }
     return TB_OK;
@@ -1329,7 +1313,7 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
     if (dead)
         *dead = 0;
     if (!self) {
-        seterr(err, errlen, "apply: no store");
+        tb_seterr_line(err, errlen, "apply: no store");
         return TB_ERR_INVALID;
     }
     if ((rc = apply_args_ok(batch, signed_batch, signed_len, err, errlen)) != TB_OK)
@@ -1337,7 +1321,7 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
     if ((rc = check_conn(self, "apply", err, errlen)) != TB_OK)
         return rc;
     if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
-        seterr(err, errlen, "apply: a transaction is already open");
+        tb_seterr_line(err, errlen, "apply: a transaction is already open");
         return TB_ERR_INVALID;
     }
     char what[TB_ID_MAX + 64];
@@ -1345,7 +1329,7 @@ tb_err_t tb_store_apply_batch(tb_store_t *self, const Tongban__Batch *batch, con
 
     /* decode everything first: what cannot be decoded is a dead letter */
     if (decode_batch(self, batch, &dec) != 0) {
-        seterr(err, errlen, "%s: out of memory", what);
+        tb_seterr_line(err, errlen, "%s: out of memory", what);
         return TB_ERR_NOMEM;
     }
 
@@ -1406,7 +1390,7 @@ static tb_err_t inbox_insert_many(tb_store_t *self, const tb_apply_item_t *items
         free(snd.p);
         free(seq.p);
         rollback(self);
-        seterr(err, errlen, "apply group: out of memory");
+        tb_seterr_line(err, errlen, "apply group: out of memory");
         return TB_ERR_NOMEM;
     }
     const char *vals[2] = {snd.p, seq.p};
@@ -1468,7 +1452,7 @@ tb_err_t tb_store_apply_batches(tb_store_t *self, tb_apply_item_t *items, size_t
     if ((rc = check_conn(self, "apply group", err, sizeof err)) != TB_OK)
         goto fail;
     if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
-        seterr(err, sizeof err, "apply group: a transaction is already open");
+        tb_seterr_line(err, sizeof err, "apply group: a transaction is already open");
         rc = TB_ERR_INVALID;
         goto fail;
     }
@@ -1534,7 +1518,7 @@ one_by_one:
     goto done;
 nomem:
     rollback(self);
-    seterr(err, sizeof err, "apply group: out of memory");
+    tb_seterr_line(err, sizeof err, "apply group: out of memory");
     rc = TB_ERR_NOMEM;
 fail:
     items_fail(items, n, rc, err);
@@ -1598,7 +1582,7 @@ tb_err_t tb_store_dead_letters(tb_store_t *self, tb_dead_t **out, size_t *n, cha
             parse_i64(PQgetvalue(res, r, 7), &retries) != 0) {
             tb_store_free_dead(v, count);
             PQclear(res);
-            seterr(err, errlen, "dead letters: malformed row");
+            tb_seterr_line(err, errlen, "dead letters: malformed row");
             return TB_ERR_DB;
         }
         d->seq = (uint64_t)seq;
@@ -1626,7 +1610,7 @@ tb_err_t tb_store_dead_letters(tb_store_t *self, tb_dead_t **out, size_t *n, cha
     return TB_OK;
 nomem:
     PQclear(res);
-    seterr(err, errlen, "dead letters: out of memory");
+    tb_seterr_line(err, errlen, "dead letters: out of memory");
     return TB_ERR_NOMEM;
 }
 
@@ -1642,13 +1626,13 @@ tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, siz
     snprintf(what, sizeof what, "retry dead letter %" PRId64, id);
     snprintf(ids, sizeof ids, "%" PRId64, id);
     if (!self) {
-        seterr(err, errlen, "%s: no store", what);
+        tb_seterr_line(err, errlen, "%s: no store", what);
         return TB_ERR_INVALID;
     }
     if ((rc = check_conn(self, what, err, errlen)) != TB_OK)
         return rc;
     if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
-        seterr(err, errlen, "%s: a transaction is already open", what);
+        tb_seterr_line(err, errlen, "%s: a transaction is already open", what);
         return TB_ERR_INVALID;
     }
     if ((rc = exec_simple(self, "BEGIN; SET LOCAL tongban.applying = 'on'", what, err, errlen)) != TB_OK)
@@ -1665,7 +1649,7 @@ tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, siz
         int none = PQntuples(res) == 0;
         PQclear(res);
         rollback(self);
-        seterr(err, errlen, "%s: %s", what, none ? "no such dead letter" : "unexpected row encoding");
+        tb_seterr_line(err, errlen, "%s: %s", what, none ? "no such dead letter" : "unexpected row encoding");
         return none ? TB_ERR_NOTFOUND : TB_ERR_DB;
     }
     int type = (int)(int32_t)be32((const unsigned char *)PQgetvalue(res, 0, 0));
@@ -1694,7 +1678,7 @@ tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, siz
         free_entry(type, msg);
         if (oom) {
             rollback(self);
-            seterr(err, errlen, "%s: out of memory", what);
+            tb_seterr_line(err, errlen, "%s: out of memory", what);
             return TB_ERR_NOMEM;
         }
         if (res_ok(res)) {
@@ -1723,7 +1707,7 @@ tb_err_t tb_store_retry_dead_letter(tb_store_t *self, int64_t id, char *err, siz
     if ((rc = exec_simple(self, "COMMIT", what, err, errlen)) != TB_OK)
         return rc;
     if (outcome != TB_OK)
-        seterr(err, errlen, "%s: still failing: %s", what, reason);
+        tb_seterr_line(err, errlen, "%s: still failing: %s", what, reason);
     tb_log(outcome == TB_OK ? TB_LOG_INFO : TB_LOG_WARN, "store", "dead_letter_retried", "id=%" PRId64 " result=%s",
            id, outcome == TB_OK ? "applied" : "failed");
     return outcome;
@@ -1740,13 +1724,13 @@ tb_err_t tb_store_snapshot_enqueue(tb_store_t *self, const char *catalog, const 
     if (rows)
         *rows = 0;
     if (!self || !catalog || !*catalog || !tb_config_valid_dest(dest)) {
-        seterr(err, errlen, "snapshot: a catalog (or \"*\") and a destination (node id or topic:<id>) are required");
+        tb_seterr_line(err, errlen, "snapshot: a catalog (or \"*\") and a destination (node id or topic:<id>) are required");
         return TB_ERR_INVALID;
     }
     if ((rc = check_conn(self, "snapshot", err, errlen)) != TB_OK)
         return rc;
     if (PQtransactionStatus(self->conn) != PQTRANS_IDLE) {
-        seterr(err, errlen, "snapshot: a transaction is already open");
+        tb_seterr_line(err, errlen, "snapshot: a transaction is already open");
         return TB_ERR_INVALID;
     }
     char what[TB_ID_MAX + TB_DEST_MAX + 40];
@@ -1786,7 +1770,7 @@ tb_err_t tb_store_purge_tombstones(tb_store_t *self, int64_t older_than_seconds,
     if (purged)
         *purged = 0;
     if (!self || older_than_seconds < 0) {
-        seterr(err, errlen, "purge tombstones: older_than_seconds must be >= 0");
+        tb_seterr_line(err, errlen, "purge tombstones: older_than_seconds must be >= 0");
         return TB_ERR_INVALID;
     }
     char secs[24];
@@ -1811,7 +1795,7 @@ tb_err_t tb_store_count(tb_store_t *self, const char *catalog, int64_t *rows, ch
 {
     *rows = 0;
     if (!self || !catalog || !*catalog) {
-        seterr(err, errlen, "count: a catalog (or \"*\") is required");
+        tb_seterr_line(err, errlen, "count: a catalog (or \"*\") is required");
         return TB_ERR_INVALID;
     }
     const char *vals[1] = {catalog};
@@ -1823,7 +1807,7 @@ tb_err_t tb_store_count(tb_store_t *self, const char *catalog, int64_t *rows, ch
     int bad = parse_i64(PQgetvalue(res, 0, 0), &v) != 0;
     PQclear(res);
     if (bad) {
-        seterr(err, errlen, "count: malformed result");
+        tb_seterr_line(err, errlen, "count: malformed result");
         return TB_ERR_DB;
     }
     *rows = v;
@@ -1864,7 +1848,7 @@ tb_err_t tb_store_status(tb_store_t *self, tb_store_status_t *out, char *err, si
 {
     memset(out, 0, sizeof *out);
     if (!self) {
-        seterr(err, errlen, "status: no store");
+        tb_seterr_line(err, errlen, "status: no store");
         return TB_ERR_INVALID;
     }
     /* row k = 0: the totals; rows k = 1: one per outbox destination */
@@ -1893,7 +1877,7 @@ tb_err_t tb_store_status(tb_store_t *self, tb_store_status_t *out, char *err, si
     int rows = PQntuples(res);
     if (rows < 1 || strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
         PQclear(res);
-        seterr(err, errlen, "status: unexpected result");
+        tb_seterr_line(err, errlen, "status: unexpected result");
         return TB_ERR_DB;
     }
     out->outbox_rows = col_i64(res, 0, 2);
@@ -1925,7 +1909,7 @@ nomem:
     PQclear(res);
     tb_store_free_status(out);
     memset(out, 0, sizeof *out);
-    seterr(err, errlen, "status: out of memory");
+    tb_seterr_line(err, errlen, "status: out of memory");
     return TB_ERR_NOMEM;
 }
 
@@ -1942,7 +1926,7 @@ tb_err_t tb_store_last_acked(tb_store_t *self, uint64_t *seq, char *err, size_t 
     int bad = PQgetisnull(res, 0, 0) || parse_i64(PQgetvalue(res, 0, 0), &v) != 0 || v < 0;
     PQclear(res);
     if (bad) {
-        seterr(err, errlen, "last acked seq: malformed result");
+        tb_seterr_line(err, errlen, "last acked seq: malformed result");
         return TB_ERR_DB;
     }
     *seq = (uint64_t)v;

@@ -10,25 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
+
 #define FN_MAX 63
 
-/* Formats into err as one line (control characters become spaces). */
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    size_t n = strlen(err);
-    while (n > 0 && err[n - 1] == ' ')
-        err[--n] = '\0';
-}
 
 /* 1 if fn is 1..FN_MAX characters of [a-z_]. */
 static int plain_name(const char *fn)
@@ -67,13 +52,13 @@ tb_err_t tb_store_json_call(tb_store_t *st, const char *fn, const char *const *a
     if (out)
         *out = NULL;
     if (!st || !out || !plain_name(fn) || nargs < 0 || nargs > TB_STORE_JSON_MAX_ARGS || (nargs > 0 && !args)) {
-        seterr(err, errlen, "tb_store_json_call %s: invalid arguments (function [a-z_]{1,%d}, 0..%d arguments)",
+        tb_seterr_line(err, errlen, "tb_store_json_call %s: invalid arguments (function [a-z_]{1,%d}, 0..%d arguments)",
                plain_name(fn) ? fn : "?", FN_MAX, TB_STORE_JSON_MAX_ARGS);
         return TB_ERR_INVALID;
     }
     PGconn *conn = tb_store_conn(st);
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        seterr(err, errlen, "%s: connection to PostgreSQL lost: %s", fn, conn ? PQerrorMessage(conn) : "no connection");
+        tb_seterr_line(err, errlen, "%s: connection to PostgreSQL lost: %s", fn, conn ? PQerrorMessage(conn) : "no connection");
         return TB_ERR_UNAVAILABLE;
     }
 
@@ -89,10 +74,10 @@ tb_err_t tb_store_json_call(tb_store_t *st, const char *fn, const char *const *a
     if (status == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1) {
         tb_err_t rc = TB_OK;
         if (PQgetisnull(res, 0, 0)) {
-            seterr(err, errlen, "%s: not found", fn);
+            tb_seterr_line(err, errlen, "%s: not found", fn);
             rc = TB_ERR_NOTFOUND;
         } else if (!(*out = strdup(PQgetvalue(res, 0, 0)))) {
-            seterr(err, errlen, "%s: out of memory", fn);
+            tb_seterr_line(err, errlen, "%s: out of memory", fn);
             rc = TB_ERR_NOMEM;
         }
         PQclear(res);
@@ -103,12 +88,12 @@ tb_err_t tb_store_json_call(tb_store_t *st, const char *fn, const char *const *a
     const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     tb_err_t rc = map_state(conn, state);
     if (rc == TB_ERR_UNAVAILABLE)
-        seterr(err, errlen, "%s: connection to PostgreSQL lost: %s", fn,
+        tb_seterr_line(err, errlen, "%s: connection to PostgreSQL lost: %s", fn,
                msg && *msg ? msg : PQerrorMessage(conn));
     else if (status == PGRES_TUPLES_OK)
-        seterr(err, errlen, "%s: unexpected result (%d rows, %d columns)", fn, PQntuples(res), PQnfields(res));
+        tb_seterr_line(err, errlen, "%s: unexpected result (%d rows, %d columns)", fn, PQntuples(res), PQnfields(res));
     else
-        seterr(err, errlen, "%s: %s", fn, msg && *msg ? msg : PQerrorMessage(conn));
+        tb_seterr_line(err, errlen, "%s: %s", fn, msg && *msg ? msg : PQerrorMessage(conn));
     PQclear(res);
     if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
         PQclear(PQexec(conn, "ROLLBACK"));
