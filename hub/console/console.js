@@ -360,12 +360,13 @@
       if (!samples.length) return;
     }
 
-    /* records in: a filled area on the left axis */
-    g.beginPath();
-    samples.forEach((s, i) => (i ? g.lineTo(x(s.t_unix_ms), yR(s.records_in_per_s)) : g.moveTo(x(s.t_unix_ms), yR(s.records_in_per_s))));
-    g.strokeStyle = col('--rin');
-    g.lineWidth = 2;
-    g.stroke();
+    /* records in: a filled area on the left axis, its line drawn last so
+       that the batch lines never hide the main series */
+    const rinPath = () => {
+      g.beginPath();
+      samples.forEach((s, i) => (i ? g.lineTo(x(s.t_unix_ms), yR(s.records_in_per_s)) : g.moveTo(x(s.t_unix_ms), yR(s.records_in_per_s))));
+    };
+    rinPath();
     g.lineTo(x(samples[samples.length - 1].t_unix_ms), T + h);
     g.lineTo(x(samples[0].t_unix_ms), T + h);
     g.closePath();
@@ -384,6 +385,14 @@
       g.stroke();
     }
     g.setLineDash([]);
+
+    rinPath();
+    g.strokeStyle = col('--rin');
+    g.lineWidth = 2;
+    g.stroke();
+    /* where the records-in line runs, in canvas pixels (for tools and tests) */
+    cv.dataset.rinX0 = String(Math.round(x(samples[0].t_unix_ms) * dpr));
+    cv.dataset.rinX1 = String(Math.round(x(samples[samples.length - 1].t_unix_ms) * dpr));
 
     /* rejects: red ticks on the time axis */
     g.fillStyle = col('--red');
