@@ -5,9 +5,12 @@
  *   "status" (JSON) | "status text"
  *   "dead-letters" (text) | "dead-letters json"
  *   "retry ID"                 re-apply dead letter ID now
+ *   "refused" (text) | "refused json"   deliveries this node refused, parked
+ *   "retry-refused ID"         re-verify and apply parked delivery ID now
  *   "resync CATALOG FROM"      ask node FROM to send CATALOG again (snapshot)
  *   "count CATALOG"            rows of CATALOG in tongban.records
- * Replies: JSON / text, or "ok: ..." / "error: ...".
+ * Replies: JSON / text, or "ok: ..." / "error: ..." / "refused: ..." (a
+ * parked delivery still refused: tbctl exits 3).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,6 +25,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "node_internal.h"
+#include "store_refused.h"
 #include "wire.h"
 
 #define RESYNC_TIMEOUT_MS 30000   /* the owner queues the whole catalog first */
@@ -79,6 +83,7 @@ static char *status_render(node_t *self, int json)
             jsonw_i64(&w, "unacked_batches", st.unacked_batches);
             jsonw_i64(&w, "refused_batches", st.refused_batches);
             jsonw_i64(&w, "dead_letters", st.dead_letters);
+            jsonw_i64(&w, "refused_deliveries", st.refused_deliveries);
             jsonw_i64(&w, "inbox_rows", st.inbox_rows);
             jsonw_dbl(&w, "last_applied_age_s", st.last_applied_age_s);
             jsonw_i64(&w, "records", st.records);
@@ -93,6 +98,8 @@ static char *status_render(node_t *self, int json)
         jsonw_u64(&w, "records_applied", s->records_applied);
         jsonw_u64(&w, "duplicates", s->duplicates);
         jsonw_u64(&w, "rejected_in", s->rejected_in);
+        jsonw_u64(&w, "deliveries_parked", s->deliveries_parked);
+        jsonw_u64(&w, "parked_applied", s->parked_applied);
         jsonw_u64(&w, "pg_errors", s->pg_errors);
         jsonw_obj_end(&w);
         jsonw_obj_begin(&w, "api");
@@ -129,13 +136,15 @@ static char *status_render(node_t *self, int json)
                       st.refused_batches, st.refused_batches ? " (SELECT * FROM tongban.refused_batches)" : "");
             jsonw_raw(&w, "inbound    %" PRId64 " batches applied", st.inbox_rows);
             if (st.last_applied_age_s >= 0) jsonw_raw(&w, ", last %.1fs ago", st.last_applied_age_s);
-            jsonw_raw(&w, "; %" PRId64 " dead letters%s\n", st.dead_letters,
-                      st.dead_letters ? " (tbctl node dead-letters)" : "");
+            jsonw_raw(&w, "; %" PRId64 " dead letters%s; %" PRId64 " refused deliveries%s\n", st.dead_letters,
+                      st.dead_letters ? " (tbctl node dead-letters)" : "", st.refused_deliveries,
+                      st.refused_deliveries ? " (tbctl node refused)" : "");
             jsonw_raw(&w, "records    %" PRId64 "\n", st.records);
         }
-        jsonw_raw(&w, "totals     sent %lu batches / %lu records, %lu acks, %lu nacks; applied %lu batches / %lu records, %lu duplicates, %lu rejected, %lu PostgreSQL errors\n",
+        jsonw_raw(&w, "totals     sent %lu batches / %lu records, %lu acks, %lu nacks; applied %lu batches / %lu records, %lu duplicates, %lu rejected (%lu parked, %lu applied after a retry), %lu PostgreSQL errors\n",
                   s->batches_sent, s->records_sent, s->acks, s->nacks, s->batches_applied,
-                  s->records_applied, s->duplicates, s->rejected_in, s->pg_errors);
+                  s->records_applied, s->duplicates, s->rejected_in, s->deliveries_parked, s->parked_applied,
+                  s->pg_errors);
         jsonw_raw(&w, "api        %lu requests, %lu errors, %zu waiting, %lu verify timeouts, %lu malformed, %lu refused connections; %lu received domain entries refused\n",
                   as.requests, api_errors, as.parked, as.parked_timeouts, as.malformed, as.zap_denied,
                   as.domain_refused);
@@ -183,6 +192,64 @@ static char *dead_letters_render(node_t *self, int json, char *err, size_t errle
     return jsonw_take(&w);
 }
 
+/* The parked deliveries as a table or a JSON array (hub_seq, sender and seq
+ * only when known: "?" in the table). */
+static char *refused_render(node_t *self, int json, char *err, size_t errlen)
+{
+    tb_refused_t *v = NULL;
+    size_t n = 0;
+    if (!self->store) {
+        snprintf(err, errlen, "PostgreSQL not connected");
+        return NULL;
+    }
+    tb_err_t rc = tb_store_refused_list(self->store, 0, 0, NULL, 0, &v, &n, err, errlen);
+    if (rc == TB_ERR_UNAVAILABLE) node_store_lost(self, "refused_list", err);
+    if (rc != TB_OK) return NULL;
+    jsonw_t w;
+    jsonw_init(&w);
+    if (json) jsonw_arr_begin(&w, NULL);
+    else jsonw_raw(&w, "%-8s %-10s %-10s %-12s %-9s %-7s %-20s %s\n", "ID", "HUB_SEQ", "SENDER", "SEQ", "BYTES",
+                   "RETRIES", "SINCE", "REASON");
+    for (size_t i = 0; i < n; i++) {
+        const tb_refused_t *d = &v[i];
+        if (json) {
+            jsonw_obj_begin(&w, NULL);
+            jsonw_i64(&w, "id", d->id);
+            if (d->hub_seq >= 0) jsonw_i64(&w, "hub_seq", d->hub_seq);
+            if (d->sender) jsonw_str(&w, "sender", d->sender);
+            if (d->seq >= 0) jsonw_i64(&w, "seq", d->seq);
+            jsonw_u64(&w, "bytes", d->size);
+            jsonw_i64(&w, "retries", d->retries);
+            jsonw_str(&w, "refused_at", d->refused_at);
+            if (d->retried_at) jsonw_str(&w, "retried_at", d->retried_at);
+            jsonw_str(&w, "reason", d->reason);
+            jsonw_obj_end(&w);
+        } else {
+            char seq[24] = "?";
+            if (d->seq >= 0) snprintf(seq, sizeof seq, "%" PRId64, d->seq);
+            jsonw_raw(&w, "%-8" PRId64 " %-10" PRId64 " %-10s %-12s %-9zu %-7d %-20.19s %s\n", d->id, d->hub_seq,
+                      d->sender ? d->sender : "?", seq, d->size, d->retries, d->refused_at, d->reason);
+        }
+    }
+    if (json) jsonw_arr_end(&w);
+    else if (n == 0) jsonw_raw(&w, "(no refused deliveries)\n");
+    tb_store_free_refused(v, n);
+    return jsonw_take(&w);
+}
+
+/* "retry-refused ID": the answer into out. */
+static void retry_refused(node_t *self, long long id, char *out, size_t outlen)
+{
+    char msg[TB_ERRLEN];
+    tb_err_t rc = node_refused_retry(self, (int64_t)id, msg, sizeof msg);
+    if (rc == TB_OK)
+        snprintf(out, outlen, "ok: refused delivery %lld: %s", id, msg);
+    else if (rc == TB_ERR_REFUSED)
+        snprintf(out, outlen, "refused: delivery %lld is still refused: %s (it stays parked)", id, msg);
+    else
+        snprintf(out, outlen, "error: refused delivery %lld: %s", id, msg);
+}
+
 void node_admin_handle(node_t *self, uint64_t now)
 {
     char req[256], err[TB_ERRLEN], out[TB_ERRLEN + 128];
@@ -195,6 +262,11 @@ void node_admin_handle(node_t *self, uint64_t now)
     } else if (strcmp(req, "dead-letters") == 0 || strcmp(req, "dead-letters json") == 0) {
         text = dead_letters_render(self, strcmp(req, "dead-letters json") == 0, err, sizeof err);
         if (!text) snprintf(out, sizeof out, "error: %s", err);
+    } else if (strcmp(req, "refused") == 0 || strcmp(req, "refused json") == 0) {
+        text = refused_render(self, strcmp(req, "refused json") == 0, err, sizeof err);
+        if (!text) snprintf(out, sizeof out, "error: %s", err);
+    } else if (sscanf(req, "retry-refused %lld", &id) == 1) {
+        retry_refused(self, id, out, sizeof out);
     } else if (sscanf(req, "retry %lld", &id) == 1) {
         if (!self->store) snprintf(out, sizeof out, "error: PostgreSQL not connected");
         else if (tb_store_retry_dead_letter(self->store, (int64_t)id, err, sizeof err) == TB_OK)
@@ -221,7 +293,7 @@ void node_admin_handle(node_t *self, uint64_t now)
             return;
         }
     } else {
-        snprintf(out, sizeof out, "error: unknown request (status, dead-letters, retry ID, resync CATALOG NODE, count CATALOG)");
+        snprintf(out, sizeof out, "error: unknown request (status, dead-letters, retry ID, refused, retry-refused ID, resync CATALOG NODE, count CATALOG)");
     }
     reply(self, text ? text : out);
     free(text);

@@ -18,7 +18,8 @@ static const char *comp = "node";
 enum {
     M_BATCHES_SENT, M_RECORDS_SENT, M_ACKS, M_NACKS, M_BATCHES_APPLIED, M_RECORDS_APPLIED,
     M_DUPLICATES, M_REJECTED_IN, M_PG_ERRORS, M_OUTBOX_UNACKED, M_HUB_CONNECTED, M_PG_CONNECTED,
-    M_APPLY_SECONDS, M_CERT_DAYS, M_START_TIME, M_BUILD_INFO, M_HUB_FAILOVERS, M_COUNT
+    M_APPLY_SECONDS, M_CERT_DAYS, M_START_TIME, M_BUILD_INFO, M_HUB_FAILOVERS, M_DELIVERIES_PARKED,
+    M_PARKED_APPLIED, M_COUNT
 };
 
 static const struct {
@@ -53,6 +54,10 @@ static const struct {
     [M_BUILD_INFO] = { "tongban_node_build_info", TB_METRIC_GAUGE, "Version of the node; the value is 1." },
     [M_HUB_FAILOVERS] = { "tongban_node_hub_failovers_total", TB_METRIC_COUNTER,
                           "Moves to the next hub endpoint (hub.endpoints) after the hub stopped answering." },
+    [M_DELIVERIES_PARKED] = { "tongban_node_deliveries_parked_total", TB_METRIC_COUNTER,
+                              "Refused deliveries parked in tongban.refused_deliveries and acked (tbctl node refused)." },
+    [M_PARKED_APPLIED] = { "tongban_node_parked_applied_total", TB_METRIC_COUNTER,
+                           "Parked deliveries applied by a retry (or found already applied) and removed." },
 };
 
 static const double apply_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
@@ -165,6 +170,8 @@ tb_err_t node_metrics_render(node_metrics_t *self, const node_stats_t *s, const 
     SET(M_RECORDS_APPLIED, NULL, s->records_applied);
     SET(M_DUPLICATES, NULL, s->duplicates);
     SET(M_REJECTED_IN, NULL, s->rejected_in);
+    SET(M_DELIVERIES_PARKED, NULL, s->deliveries_parked);
+    SET(M_PARKED_APPLIED, NULL, s->parked_applied);
     SET(M_PG_ERRORS, NULL, s->pg_errors);
     SET(M_OUTBOX_UNACKED, NULL, g->outbox_unacked);
     SET(M_HUB_CONNECTED, NULL, g->hub_connected != 0);

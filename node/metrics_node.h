@@ -16,6 +16,8 @@
  *   tongban_node_records_applied_total     entries applied
  *   tongban_node_duplicates_total          deliveries already applied (inbox), skipped
  *   tongban_node_rejected_in_total         deliveries refused (signature, signer, address, apply error)
+ *   tongban_node_deliveries_parked_total   refused deliveries parked in tongban.refused_deliveries and acked
+ *   tongban_node_parked_applied_total      parked deliveries applied by a retry and removed
  *   tongban_node_pg_errors_total           PostgreSQL errors
  *   tongban_node_outbox_unacked_batches    gauge: signed batches awaiting the hub's Ack
  *   tongban_node_hub_connected             gauge: 1 if welcomed by the hub

@@ -522,8 +522,26 @@ static void cut_batches(node_t *self, uint64_t now)
 
 /* ---- receiving ---- */
 
+static const dir_t *dir_by_key_id(const node_t *self, const char *key_id)
+{
+    for (size_t i = 0; i < self->ndir; i++)
+        if (strcmp(tb_cert_key_id(self->dir[i].cert), key_id) == 0) return &self->dir[i];
+    return NULL;
+}
+
+/* 1 if the directory nd[0..nn-1] has a signing key, not revoked, that the
+ * current one lacks (a node added, a certificate changed), else 0. */
+static int dir_gains_signer(const node_t *self, const dir_t *nd, size_t nn)
+{
+    for (size_t i = 0; i < nn; i++)
+        if (!nd[i].revoked && !dir_by_key_id(self, tb_cert_key_id(nd[i].cert))) return 1;
+    return 0;
+}
+
 /* Replaces the directory of node certificates with d, keeping only the
- * entries whose certificate was issued by our CA and names its node. */
+ * entries whose certificate was issued by our CA and names its node. A
+ * signer it gains makes the deliveries parked for an unknown signer due
+ * for a retry (node_refused_timer). */
 static void load_directory(node_t *self, const Tongban__DirectoryUpdate *d)
 {
     size_t n = d ? d->n_nodes : 0;
@@ -553,9 +571,11 @@ static void load_directory(node_t *self, const Tongban__DirectoryUpdate *d)
         de->cert = c;
         de->revoked = e->revoked;
     }
+    int grew = dir_gains_signer(self, nd, nn);
     dir_clear(self);
     self->dir = nd;
     self->ndir = nn;
+    if (grew) node_refused_directory_grew(self);
 }
 
 static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
@@ -646,13 +666,6 @@ static void on_nack(node_t *self, const Tongban__Nack *k, uint64_t now)
     }
 }
 
-static const dir_t *dir_by_key_id(const node_t *self, const char *key_id)
-{
-    for (size_t i = 0; i < self->ndir; i++)
-        if (strcmp(tb_cert_key_id(self->dir[i].cert), key_id) == 0) return &self->dir[i];
-    return NULL;
-}
-
 /* Deliveries applied in one transaction when they are backed up (see
  * on_deliver): at most this many batches / entries per group. */
 #define GROUP_MAX_BATCHES 16
@@ -660,37 +673,32 @@ static const dir_t *dir_by_key_id(const node_t *self, const char *key_id)
 
 static void on_dealer_msg(node_t *self, zmq_msg_t *held, uint64_t now);
 
-/* Checks a delivery's signature, signer and destination. Returns 0 with
- * *sbp and *bp set (the caller frees them), or -1 after logging and counting
- * the rejection (never acked, as before). */
-static int verify_delivery(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len,
-                           Tongban__SignedBatch **sbp, Tongban__Batch **bp)
+/* node_internal.h */
+const char *node_check_delivery(node_t *self, const uint8_t *raw, size_t raw_len, Tongban__SignedBatch **sbp,
+                                Tongban__Batch **bp, const char **signer, char *err, size_t errlen)
 {
-    char err[TB_ERRLEN], q[TB_ERRLEN + 8];
     Tongban__Batch *b = NULL;
     Tongban__SignedBatch *sb = tongban__signed_batch__unpack(NULL, raw_len, raw);
     const dir_t *sender = sb && sb->signer_key_id ? dir_by_key_id(self, sb->signer_key_id) : NULL;
     const char *why = NULL;
     *sbp = NULL;
     *bp = NULL;
+    *signer = sender ? sender->id : NULL;
     if (!sb) why = "no batch";
-    else if (!sender) why = "signer not in the directory";
+    else if (!sender) why = REFUSED_UNKNOWN_SIGNER;
     else if (sender->revoked) why = "signer revoked";
-    else if (tb_batch_verify(sb, sender->cert, &b, err, sizeof err) != TB_OK) why = err;
+    else if (tb_batch_verify(sb, sender->cert, &b, err, errlen) != TB_OK) why = err;
     else if (!b->dest || (strcmp(b->dest, self->cfg->id) != 0 && strncmp(b->dest, "topic:", 6) != 0))
         why = "batch is addressed to another node";
+    else if (b->seq > INT64_MAX) why = "batch seq beyond 2^63-1";
     if (why) {
-        self->stats.rejected_in++;
-        tb_log(TB_LOG_ERROR, comp, "delivery_rejected", "node=%s hub_seq=%llu sender=%s error=%s",
-               self->cfg->id, (unsigned long long)hub_seq, sender ? sender->id : "?",
-               tb_log_quote(why, q, sizeof q));
         if (b) tongban__batch__free_unpacked(b, NULL);
         if (sb) tongban__signed_batch__free_unpacked(sb, NULL);
-        return -1;
+        return why;
     }
     *sbp = sb;
     *bp = b;
-    return 0;
+    return NULL;
 }
 
 static void ack_delivery(node_t *self, uint64_t hub_seq)
@@ -701,6 +709,42 @@ static void ack_delivery(node_t *self, uint64_t hub_seq)
     f.kind_case = TONGBAN__FRAME__KIND_DELIVER_ACK;
     f.deliver_ack = &da;
     send_frame(self, &f);
+}
+
+/* Checks a delivery (node_check_delivery). Returns 0 with *sbp and *bp set
+ * (the caller frees them), or -1 after logging and counting the refusal and
+ * parking it in tongban.refused_deliveries, then acking it: a refused
+ * delivery must not hold up the ones behind it. One that could not be parked
+ * (PostgreSQL unavailable) is not acked: the hub delivers it again. */
+static int verify_delivery(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len,
+                           Tongban__SignedBatch **sbp, Tongban__Batch **bp)
+{
+    char err[TB_ERRLEN], q[TB_ERRLEN + 8];
+    const char *signer = NULL;
+    const char *why = node_check_delivery(self, raw, raw_len, sbp, bp, &signer, err, sizeof err);
+    if (!why) return 0;
+    self->stats.rejected_in++;
+    tb_log(TB_LOG_ERROR, comp, "delivery_rejected", "node=%s hub_seq=%llu sender=%s error=%s",
+           self->cfg->id, (unsigned long long)hub_seq, signer ? signer : "?", tb_log_quote(why, q, sizeof q));
+    if (node_park_delivery(self, hub_seq, raw, raw_len, signer, why) == 0) ack_delivery(self, hub_seq);
+    return -1;
+}
+
+void node_account_apply(node_t *self, const Tongban__Batch *b, const tb_apply_item_t *it, double seconds)
+{
+    if (!it->applied) {
+        self->stats.duplicates++;
+        tb_log(TB_LOG_INFO, comp, "duplicate_skipped", "node=%s sender=%s seq=%llu", self->cfg->id, b->sender,
+               (unsigned long long)b->seq);
+        return;
+    }
+    node_metrics_apply(self->metrics, seconds);
+    self->stats.batches_applied++;
+    self->stats.records_applied += b->n_entries - it->dead;
+    self->stats.dead_letters += it->dead;
+    if (it->dead)
+        tb_log(TB_LOG_WARN, comp, "dead_letters", "node=%s sender=%s seq=%llu entries=%zu dead=%zu hint=\"tbctl node dead-letters\"",
+               self->cfg->id, b->sender, (unsigned long long)b->seq, b->n_entries, it->dead);
 }
 
 /* One delivery of a group: its hub_seq, its message when read ahead here
@@ -719,8 +763,10 @@ typedef struct {
  * Deliveries already waiting on the socket behind it (a backlog, catch-up)
  * are read and verified too, up to GROUP_MAX_*, and the verified ones applied
  * in one PostgreSQL transaction (tb_store_apply_batches); each is acked only
- * after that transaction committed. A frame of another kind read on the way
- * ends the group and is handled after it, so frames keep their order. */
+ * after that transaction committed. A refused one is parked and acked on
+ * its own (verify_delivery) and the group goes on without it. A frame of
+ * another kind read on the way ends the group and is handled after it, so
+ * frames keep their order. */
 static void on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len)
 {
     delivery_t g[GROUP_MAX_BATCHES];
@@ -758,13 +804,15 @@ static void on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_
         }
         if (verify_delivery(self, d->hub_seq, d->raw, d->raw_len, &d->sb, &d->b) != 0) {
             zmq_msg_close(&d->msg);
-            continue;
+            if (!self->store) break;      /* could not park it: the group is not applied either */
+            continue;                     /* parked and acked: the group goes on */
         }
         d->has_msg = 1;
         entries += d->b->n_entries;
         n++;
     }
 
+    if (!self->store) goto done;                          /* not acked: redelivered */
     if (!(items = calloc(n, sizeof *items))) goto done;   /* not acked: redelivered */
     for (size_t i = 0; i < n; i++) {
         items[i].batch = g[i].b;
@@ -793,19 +841,7 @@ static void on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_
                    b->sender, (unsigned long long)b->seq, tb_log_quote(it->err, q, sizeof q));
             continue;
         }
-        if (it->applied) {
-            node_metrics_apply(self->metrics, dt / (double)napplied);
-            self->stats.batches_applied++;
-            self->stats.records_applied += b->n_entries - it->dead;
-            self->stats.dead_letters += it->dead;
-            if (it->dead)
-                tb_log(TB_LOG_WARN, comp, "dead_letters", "node=%s sender=%s seq=%llu entries=%zu dead=%zu hint=\"tbctl node dead-letters\"",
-                       self->cfg->id, b->sender, (unsigned long long)b->seq, b->n_entries, it->dead);
-        } else {
-            self->stats.duplicates++;
-            tb_log(TB_LOG_INFO, comp, "duplicate_skipped", "node=%s sender=%s seq=%llu", self->cfg->id,
-                   b->sender, (unsigned long long)b->seq);
-        }
+        node_account_apply(self, b, it, napplied ? dt / (double)napplied : dt);
         ack_delivery(self, g[i].hub_seq);
     }
 done:
@@ -965,6 +1001,7 @@ done:
 static void on_timer(node_t *self, uint64_t now)
 {
     store_reconnect(self, now);
+    node_refused_timer(self);
     node_admin_timer(self, now);
     api_timer(self->api, now);
     node_gauges_t g = { .hub_connected = self->welcomed, .pg_connected = self->store != NULL,
@@ -1001,9 +1038,9 @@ static void on_timer(node_t *self, uint64_t now)
         const node_stats_t *s = &self->stats;
         tb_log(TB_LOG_INFO, comp, "stats",
                "node=%s batches_sent=%lu records_sent=%lu acks=%lu nacks=%lu batches_applied=%lu "
-               "records_applied=%lu duplicates=%lu rejected_in=%lu pg_errors=%lu unacked=%zu",
+               "records_applied=%lu duplicates=%lu rejected_in=%lu parked=%lu pg_errors=%lu unacked=%zu",
                self->cfg->id, s->batches_sent, s->records_sent, s->acks, s->nacks, s->batches_applied,
-               s->records_applied, s->duplicates, s->rejected_in, s->pg_errors, self->npend);
+               s->records_applied, s->duplicates, s->rejected_in, s->deliveries_parked, s->pg_errors, self->npend);
     }
 }
 

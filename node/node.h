@@ -36,6 +36,8 @@ typedef struct {
     unsigned long batches_sent, records_sent, acks, nacks;
     unsigned long batches_applied, records_applied, duplicates, rejected_in;
     unsigned long pg_errors, dead_letters;
+    unsigned long deliveries_parked;   /* refused deliveries parked in tongban.refused_deliveries and acked */
+    unsigned long parked_applied;      /* parked deliveries applied by a retry (or found already applied) */
     unsigned long long apply_ms_total;
 } node_stats_t;
 void node_get_stats(const node_t *self, node_stats_t *out);

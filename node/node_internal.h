@@ -21,6 +21,11 @@
 #define PG_RETRY_MS 1000
 #define STATS_EVERY_MS 30000
 #define DRAIN_BUDGET_MS 50        /* longest stretch of receiving before other work */
+#define REFUSED_RETRY_STEP 16     /* parked deliveries re-verified per loop turn */
+
+/* The reason a delivery whose signer is unknown is parked with; such ones
+ * are retried by themselves when the directory gains a signer. */
+#define REFUSED_UNKNOWN_SIGNER "signer not in the directory"
 
 typedef struct {
     uint64_t seq;
@@ -78,6 +83,10 @@ struct node {
                                      from before a restart matches nothing) */
     api_t *api;                   /* the client API (api.c) */
     char query_what[160];         /* what the admin request asked, for its answer */
+    /* parked deliveries (refused.c) */
+    int refused_retry_due;        /* the directory gained a signer: retry REFUSED_UNKNOWN_SIGNER ones */
+    int64_t refused_retry_after;  /* ... with an id above this (the retry goes in steps) */
+    int64_t refused_retry_upto;   /* ... up to this one: parked before the directory changed */
 };
 
 /* admin.c: binds the admin socket (ipc, mode 0600). */
@@ -95,5 +104,37 @@ void node_send_reply(node_t *self, const Tongban__Query *q, Tongban__ReplyStatus
 /* node.c: the PostgreSQL connection broke during `what`: close it, log,
  * reconnect later (PG_RETRY_MS). */
 void node_store_lost(node_t *self, const char *what, const char *err);
+/* node.c: checks a delivery (a SignedBatch's bytes) against the directory:
+ * decodes, finds the signer, checks it is not revoked, verifies the
+ * signature and that the batch is for this node (or a topic) with a seq
+ * PostgreSQL can hold. Returns NULL with *sbp and *bp set (the caller frees
+ * both), or why it is refused (a constant, or err) with both NULL. *signer
+ * is the directory's id of the signing key, NULL when unknown (valid until
+ * the directory changes). Logs and counts nothing. */
+const char *node_check_delivery(node_t *self, const uint8_t *raw, size_t raw_len, Tongban__SignedBatch **sbp,
+                                Tongban__Batch **bp, const char **signer, char *err, size_t errlen);
+/* node.c: counts and logs one item of tb_store_apply_batches that succeeded
+ * (it->rc == TB_OK: applied now, or a duplicate) and took seconds. */
+void node_account_apply(node_t *self, const Tongban__Batch *b, const tb_apply_item_t *it, double seconds);
+
+/* refused.c: parks a delivery refused for why (one INSERT into
+ * tongban.refused_deliveries, the bytes verbatim), logs event=delivery_parked
+ * and counts it. Returns 0 when parked (the caller acks it now), -1 when not
+ * (PostgreSQL unavailable: the store is dropped; the hub redelivers it). */
+int node_park_delivery(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len, const char *signer,
+                       const char *why);
+/* refused.c: the directory gained a signer: the deliveries parked so far
+ * as REFUSED_UNKNOWN_SIGNER become due for a retry (the later ones were
+ * checked against the new directory already). */
+void node_refused_directory_grew(node_t *self);
+/* refused.c: one step of that retry: up to REFUSED_RETRY_STEP of them,
+ * re-verified and applied where they now pass. */
+void node_refused_timer(node_t *self);
+/* refused.c: the operator's retry of parked delivery id (tbctl node
+ * retry-refused): re-verified against the current directory and applied.
+ * TB_OK: applied (or already applied), the row deleted; TB_ERR_REFUSED:
+ * still refused, kept with the new reason; TB_ERR_NOTFOUND; others: the
+ * database failed. msg says what happened (one line). */
+tb_err_t node_refused_retry(node_t *self, int64_t id, char *msg, size_t msglen);
 
 #endif

@@ -1864,12 +1864,13 @@ tb_err_t tb_store_status(tb_store_t *self, tb_store_status_t *out, char *err, si
         "  (SELECT count(*) FROM tongban.inbox),"
         "  (SELECT extract(epoch FROM now() - max(applied_at))::float8 FROM tongban.inbox),"
         "  (SELECT count(*) FROM tongban.records),"
-        "  (SELECT count(*) FROM tongban.tombstones)"
+        "  (SELECT count(*) FROM tongban.tombstones),"
+        "  (SELECT count(*) FROM tongban.refused_deliveries)"
         "  FROM (SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
         "               count(*) FILTER (WHERE status = 'failed') AS failed"
         "          FROM tongban.dead_letters WHERE status <> 'applied') dl"
         " UNION ALL"
-        " SELECT 1, dest, n, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM per"
+        " SELECT 1, dest, n, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM per"
         " ORDER BY 1, 2",
         0, NULL, NULL, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -1892,6 +1893,7 @@ tb_err_t tb_store_status(tb_store_t *self, tb_store_status_t *out, char *err, si
     out->last_applied_age_s = col_age(res, 0, 10);
     out->records = col_i64(res, 0, 11);
     out->tombstones = col_i64(res, 0, 12);
+    out->refused_deliveries = col_i64(res, 0, 13);
     if (rows > 1) {
         size_t nd = (size_t)rows - 1;
         if (!(out->outbox_dests = calloc(nd, sizeof *out->outbox_dests)))

@@ -11,6 +11,8 @@
  *   sent_batches(seq, dest, signed bytea, created_at)  -- signed, awaiting the hub's Ack
  *   inbox(sender, seq, applied_at)   -- (sender, seq) of every applied batch
  *   refused_batches(seq, dest, signed, reason, detail)  -- refused for good by the hub
+ *   refused_deliveries(id, hub_seq, sender, seq, reason, delivery, retries, refused_at,
+ *                      retried_at)  -- deliveries this node refused (store_refused.h)
  *   dead_letter_batches(sender, seq, signed)  -- signed original of a batch with dead letters
  *   dead_letters(id, sender, seq, entry_index, entry_id, entry_type, payload, reason,
  *                status pending|applied|failed, retries, created_at, retried_at)
@@ -41,7 +43,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 8
+#define TB_SCHEMA_VERSION 9
 
 typedef struct tb_store tb_store_t;
 
@@ -262,6 +264,7 @@ typedef struct {
     int64_t unacked_batches;             /* signed batches awaiting the hub's Ack */
     double unacked_oldest_age_s;
     int64_t refused_batches;
+    int64_t refused_deliveries;          /* parked: refused by this node (store_refused.h) */
     int64_t dead_letters;                /* not applied: dead_pending + dead_failed */
     int64_t dead_pending;                /* never retried */
     int64_t dead_failed;                 /* retried and still failing */

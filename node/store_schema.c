@@ -1167,6 +1167,25 @@ const tb_migration_t tb_store_migrations[] = {
      "  END IF;\n"
      "  RETURN tongban.attachment_status($1, $2);\n"
      "END $$;\n"},
+
+    /* Deliveries the node refused (undecodable, signer unknown or revoked,
+     * bad signature, addressed elsewhere): kept byte for byte with the
+     * reason and acked, so the hub's stream to this node moves on
+     * (store_refused.h). sender and seq are what the batch claims, NULL
+     * when it cannot be decoded; hub_seq NULL only beyond bigint. A
+     * redelivery of one already parked (its ack lost) adds no row. */
+    {9, "refused_deliveries: deliveries refused by this node, parked with the reason",
+     "CREATE TABLE tongban.refused_deliveries ("
+     "  id bigserial PRIMARY KEY,"
+     "  hub_seq bigint,"
+     "  sender text,"
+     "  seq bigint,"
+     "  reason text NOT NULL,"
+     "  delivery bytea NOT NULL,"
+     "  retries int NOT NULL DEFAULT 0,"
+     "  refused_at timestamptz NOT NULL DEFAULT now(),"
+     "  retried_at timestamptz);\n"
+     "CREATE UNIQUE INDEX refused_deliveries_once ON tongban.refused_deliveries (hub_seq, (sha256(delivery)));\n"},
 };
 
 const size_t tb_store_migration_count = sizeof tb_store_migrations / sizeof tb_store_migrations[0];

@@ -5,12 +5,14 @@
  *   tbctl pki curve --out DIR
  *   tbctl hub status [--json] | revoke NODE | reload   (-c hub.yaml | --admin PATH)
  *   tbctl node status [--json] | dead-letters [--json] | retry ID |
+ *              refused [--json] | retry-refused ID |
  *              resync --catalog C --from NODE           (-c node.yaml | --admin PATH)
  *   tbctl record|licence|case|supitem|risk|complaint|events|validate|api-endpoint ...
  *              the node's client API and the validators: tools/tbctl_client.c
  *
  * Exit codes: 0 success, 1 the operation failed, 2 usage error (or invalid
- * input); the client API commands add 3..7 (see tbctl_client.c and --help).
+ * input), 3 refused (node retry-refused: the delivery is still refused); the
+ * client API commands use 3..7 (see tbctl_client.c and --help).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +29,7 @@
 #include "crypto.h"
 #include "pki.h"
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_REFUSED = 3 };
 
 /* tools/tbctl_client.c: the client API commands, on libtongban's public API. */
 typedef int (*tbctl_api_resolver_t)(const char *cfgpath, char *endpoint, size_t eplen, char *server_key_path,
@@ -58,11 +60,16 @@ static void usage(FILE *out)
             "Node operations (through the node's admin socket):\n"
             "  tbctl node status [--json] (-c NODE.yaml | --admin PATH)\n"
             "      hub connection, outbox depth and age, batches in flight, last ack,\n"
-            "      inbound activity, dead letters, certificate expiry\n"
+            "      inbound activity, dead letters, refused deliveries, certificate expiry\n"
             "  tbctl node dead-letters [--json] (-c NODE.yaml | --admin PATH)\n"
             "      entries that could not be applied, with the reason\n"
             "  tbctl node retry ID (-c NODE.yaml | --admin PATH)\n"
             "      apply dead letter ID again (after fixing its cause)\n"
+            "  tbctl node refused [--json] (-c NODE.yaml | --admin PATH)\n"
+            "      deliveries this node refused (unknown or revoked signer, bad signature,\n"
+            "      misaddressed), parked with the reason so the others flow on\n"
+            "  tbctl node retry-refused ID (-c NODE.yaml | --admin PATH)\n"
+            "      verify parked delivery ID again and apply it; still refused: exit 3\n"
             "  tbctl node resync --catalog C --from NODE (-c NODE.yaml | --admin PATH)\n"
             "      initial load / resync: NODE sends its catalog C again (\"*\" = all);\n"
             "      shows progress until the rows have arrived\n\n");
@@ -71,6 +78,7 @@ static void usage(FILE *out)
             "  tbctl --help | --version\n\n"
             "exit codes: 0 success, 1 operation failed (validate: the value is not valid),\n"
             "  2 usage error or invalid input (a field missing or malformed: the message names it);\n"
+            "  3 refused (node retry-refused: the delivery is still refused);\n"
             "  client API: 3 refused (not this node, illegal transition, revoked, permission),\n"
             "  4 not found, 5 duplicate, 6 unavailable or timed out (the node, its database),\n"
             "  7 bad seal (licence verify: the copy does not verify)\n");
@@ -202,7 +210,8 @@ done:
 
 /* Sends one request to an admin socket (timeout_ms for the answer). With
  * out == NULL the reply is printed; else it is copied into out. Returns
- * EXIT_OK, or EXIT_FAILED if unreachable or the reply is an error. */
+ * EXIT_OK, EXIT_REFUSED if the reply is "refused: ...", or EXIT_FAILED if
+ * unreachable or the reply is an error. */
 static int admin_ask(const char *path, const char *request, int timeout_ms, char *out, size_t outlen)
 {
     char ep[TB_PATH_MAX + 16];
@@ -232,7 +241,9 @@ static int admin_ask(const char *path, const char *request, int timeout_ms, char
             fwrite(r, 1, n, stdout);
             if (n == 0 || r[n - 1] != '\n') fputc('\n', stdout);
         }
-        rc = n >= 6 && memcmp(r, "error:", 6) == 0 ? EXIT_FAILED : EXIT_OK;
+        rc = n >= 6 && memcmp(r, "error:", 6) == 0     ? EXIT_FAILED
+             : n >= 8 && memcmp(r, "refused:", 8) == 0 ? EXIT_REFUSED
+                                                       : EXIT_OK;
     }
     zmq_msg_close(&m);
     zmq_close(s);
@@ -333,14 +344,19 @@ static int cmd_node(int argc, char **argv)
         rc = admin_call(admin, json ? "status" : "status text");
     } else if (strcmp(sub, "dead-letters") == 0 && !arg) {
         rc = admin_call(admin, json ? "dead-letters json" : "dead-letters");
-    } else if (strcmp(sub, "retry") == 0 && arg) {
+    } else if (strcmp(sub, "refused") == 0 && !arg) {
+        rc = admin_call(admin, json ? "refused json" : "refused");
+    } else if ((strcmp(sub, "retry") == 0 || strcmp(sub, "retry-refused") == 0) && arg) {
+        int dead = strcmp(sub, "retry") == 0;
         char *end;
+        errno = 0;
         long long id = strtoll(arg, &end, 10);
-        if (*end || id <= 0) {
-            fprintf(stderr, "tbctl node retry: expected a dead letter id, got \"%s\"\n", arg);
+        if (*arg == '\0' || *end || errno || id <= 0) {
+            fprintf(stderr, "tbctl node %s: expected a %s id, got \"%s\"\n", sub,
+                    dead ? "dead letter" : "refused delivery", arg);
             goto done;
         }
-        snprintf(req, sizeof req, "retry %lld", id);
+        snprintf(req, sizeof req, "%s %lld", sub, id);
         rc = admin_call(admin, req);
     } else if (strcmp(sub, "resync") == 0 && !arg) {
         if (!catalog || !from || !(strcmp(catalog, "*") == 0 || tb_config_valid_id(catalog)) ||

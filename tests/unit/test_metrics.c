@@ -515,6 +515,8 @@ static void test_node_metrics(void)
     s.records_applied = 400;
     s.duplicates = 1;
     s.rejected_in = 2;
+    s.deliveries_parked = 2;
+    s.parked_applied = 1;
     s.pg_errors = 5;
     node_metrics_nack(nm, "acl");
     node_metrics_nack(nm, "acl");
@@ -537,6 +539,9 @@ static void test_node_metrics(void)
     CHECK(sample(text, "tongban_node_records_applied_total") == 400);
     CHECK(sample(text, "tongban_node_duplicates_total") == 1);
     CHECK(sample(text, "tongban_node_rejected_in_total") == 2);
+    CHECK(sample(text, "tongban_node_deliveries_parked_total") == 2);
+    CHECK(sample(text, "tongban_node_parked_applied_total") == 1);
+    CHECK(strstr(text, "# TYPE tongban_node_deliveries_parked_total counter\n") != NULL);
     CHECK(sample(text, "tongban_node_pg_errors_total") == 5);
     CHECK(sample(text, "tongban_node_outbox_unacked_batches") == 1);
     CHECK(sample(text, "tongban_node_hub_connected") == 1);

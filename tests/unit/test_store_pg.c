@@ -1,5 +1,6 @@
 /* test_store_pg.c -- node/store.c against a real PostgreSQL (tests/lib/with-pg.sh):
- * migrations, node claim, capture triggers, batches, acks, idempotent LWW apply. */
+ * migrations, node claim, capture triggers, batches, acks, idempotent LWW apply,
+ * and node/store_refused.c: parked deliveries. */
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store_refused.h"
 #include "store_schema.h"
 #include "tbtest.h"
 
@@ -1153,6 +1155,7 @@ static void test_status(tb_store_t *s)
     CHECK(st.unacked_batches == 0 && st.unacked_oldest_age_s == -1 && st.refused_batches == 0);
     CHECK(st.dead_letters == 0 && st.dead_pending == 0 && st.dead_failed == 0);
     CHECK(st.inbox_rows == 0 && st.last_applied_age_s == -1 && st.tombstones == 0);
+    CHECK(st.refused_deliveries == 0);
     CHECK(st.records == qint0("SELECT count(*) FROM tongban.records") && st.records > 0);
     tb_store_free_status(&st);
 
@@ -1197,6 +1200,86 @@ static void test_status(tb_store_t *s)
     sql("DELETE FROM tongban.dead_letters");
     sql("DELETE FROM tongban.dead_letter_batches");
     sql("DELETE FROM tongban.tombstones");
+}
+
+/* Parked deliveries (store_refused.c): bytes kept verbatim, a redelivery
+ * adds no row, what the wire claims is kept to printable ASCII, list /
+ * filter / page / get / update / delete, and the status count. */
+static void test_refused(tb_store_t *s)
+{
+    char err[512] = "";
+    tb_refused_t *v = NULL, r;
+    size_t n = 99;
+    sql("DELETE FROM tongban.refused_deliveries");
+    const uint8_t bytes[] = {0x0a, 0x00, 0xff, 0x80, 0x00, '\\', 'x', 0x01};
+    const uint8_t other[] = {0x12, 0x34};
+    CHECK_MSG(tb_store_park_delivery(s, 41, "nodeX", 7, "signer revoked", bytes, sizeof bytes, err, sizeof err) ==
+                  TB_OK, "%s", err);
+    /* the same delivery again (its ack was lost): no second row */
+    CHECK(tb_store_park_delivery(s, 41, "nodeX", 7, "signer revoked", bytes, sizeof bytes, err, sizeof err) == TB_OK);
+    CHECK(qint0("SELECT count(*) FROM tongban.refused_deliveries") == 1);
+    /* another delivery under the same hub_seq (a hub restored from a backup) is kept */
+    CHECK(tb_store_park_delivery(s, 41, "nodeX", 8, "signer revoked", other, sizeof other, err, sizeof err) == TB_OK);
+    /* unknown sender and seq, a hub_seq beyond bigint, a reason with bytes PostgreSQL's text refuses */
+    CHECK_MSG(tb_store_park_delivery(s, (uint64_t)INT64_MAX + 1, NULL, -1, "signer not in the directory\xff\n",
+                                     other, sizeof other, err, sizeof err) == TB_OK, "%s", err);
+    CHECK(tb_store_park_delivery(s, 43, "nodeY", 1, "signer not in the directory", other, 0, err, sizeof err) == TB_OK);
+    CHECK(qint0("SELECT count(*) FROM tongban.refused_deliveries") == 4);
+    CHECK(qint0("SELECT count(*) FROM tongban.refused_deliveries WHERE hub_seq IS NULL AND sender IS NULL"
+                " AND seq IS NULL AND reason = 'signer not in the directory?\?'") == 1);
+
+    /* all, oldest first, without the bytes */
+    CHECK_MSG(tb_store_refused_list(s, 0, 0, NULL, 0, &v, &n, err, sizeof err) == TB_OK, "%s", err);
+    CHECK(n == 4);
+    if (n == 4) {
+        CHECK(v[0].id < v[1].id && v[1].id < v[2].id && v[2].id < v[3].id);
+        CHECK(v[0].hub_seq == 41 && strcmp(v[0].sender, "nodeX") == 0 && v[0].seq == 7);
+        CHECK(strcmp(v[0].reason, "signer revoked") == 0 && v[0].retries == 0 && !v[0].retried_at);
+        CHECK(v[0].size == sizeof bytes && !v[0].bytes);
+        CHECK(v[0].refused_at && strlen(v[0].refused_at) == 24 && v[0].refused_at[23] == 'Z');
+        CHECK(v[2].hub_seq == -1 && !v[2].sender && v[2].seq == -1);
+        CHECK(v[3].size == 0);
+    }
+    int64_t first = n ? v[0].id : 0, third = n > 2 ? v[2].id : 0;
+    tb_store_free_refused(v, n);
+
+    /* by reason, paged, with the bytes */
+    CHECK(tb_store_refused_list(s, 0, 1, "signer not in the directory", 1, &v, &n, err, sizeof err) == TB_OK);
+    CHECK(n == 1 && v[0].seq == 1 && v[0].size == 0 && v[0].bytes);     /* the '??' one has another reason */
+    tb_store_free_refused(v, n);
+    CHECK(tb_store_refused_list(s, first, 1, "signer revoked", 1, &v, &n, err, sizeof err) == TB_OK);
+    CHECK(n == 1 && v[0].seq == 8 && v[0].size == sizeof other && v[0].bytes &&
+          memcmp(v[0].bytes, other, sizeof other) == 0);
+    tb_store_free_refused(v, n);
+    CHECK(tb_store_refused_list(s, INT64_MAX, 0, NULL, 1, &v, &n, err, sizeof err) == TB_OK && n == 0 && !v);
+
+    /* one, with its bytes exactly as parked */
+    CHECK_MSG(tb_store_refused_get(s, first, &r, err, sizeof err) == TB_OK, "%s", err);
+    CHECK(r.id == first && r.size == sizeof bytes && r.bytes && memcmp(r.bytes, bytes, sizeof bytes) == 0);
+    tb_store_refused_clear(&r);
+    CHECK(r.bytes == NULL);
+    CHECK(tb_store_refused_get(s, 999999, &r, err, sizeof err) == TB_ERR_NOTFOUND && strstr(err, "999999"));
+
+    /* still refused: new reason, retries + 1 */
+    CHECK(tb_store_refused_update(s, first, "bad signature", err, sizeof err) == TB_OK);
+    CHECK(tb_store_refused_update(s, first, "bad signature", err, sizeof err) == TB_OK);
+    CHECK(tb_store_refused_get(s, first, &r, err, sizeof err) == TB_OK);
+    CHECK(strcmp(r.reason, "bad signature") == 0 && r.retries == 2 && r.retried_at && r.retried_at[23] == 'Z');
+    tb_store_refused_clear(&r);
+    CHECK(tb_store_refused_update(s, 999999, "x", err, sizeof err) == TB_ERR_NOTFOUND);
+
+    /* the status counts them */
+    tb_store_status_t st;
+    CHECK(tb_store_status(s, &st, err, sizeof err) == TB_OK && st.refused_deliveries == 4);
+    tb_store_free_status(&st);
+
+    /* applied: the row goes; deleting again is fine */
+    CHECK(tb_store_refused_delete(s, third, err, sizeof err) == TB_OK);
+    CHECK(tb_store_refused_delete(s, third, err, sizeof err) == TB_OK);
+    CHECK(qint0("SELECT count(*) FROM tongban.refused_deliveries") == 3);
+    CHECK(tb_store_status(s, &st, err, sizeof err) == TB_OK && st.refused_deliveries == 3);
+    tb_store_free_status(&st);
+    sql("DELETE FROM tongban.refused_deliveries");
 }
 
 static void test_dests(tb_store_t *s)
@@ -1282,6 +1365,12 @@ static void test_connection_lost(void)
     CHECK(tb_store_snapshot_enqueue(s, "*", "B", &rows, err, sizeof err) == TB_ERR_UNAVAILABLE);
     tb_store_status_t st;
     CHECK(tb_store_status(s, &st, err, sizeof err) == TB_ERR_UNAVAILABLE);
+    const uint8_t b[1] = {0};
+    CHECK(tb_store_park_delivery(s, 1, "nodeX", 1, "signer revoked", b, 1, err, sizeof err) == TB_ERR_UNAVAILABLE);
+    CHECK(err[0] != '\0' && strchr(err, '\n') == NULL);
+    tb_refused_t *v = NULL;
+    size_t n = 0;
+    CHECK(tb_store_refused_list(s, 0, 0, NULL, 0, &v, &n, err, sizeof err) == TB_ERR_UNAVAILABLE && !v && n == 0);
     tb_store_destroy(&s);
 }
 
@@ -1623,6 +1712,7 @@ int main(void)
         test_dead_letters(s);
         test_snapshot(s);
         test_status(s);
+        test_refused(s);
         test_dests(s);
         if (!getenv("TB_TEST_NO_BENCH")) {
             bench(s);
