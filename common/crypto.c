@@ -376,6 +376,15 @@ done:
     return rc;
 }
 
+tb_err_t tb_sha256(const uint8_t *data, size_t len, uint8_t out[TB_SHA256_LEN])
+{
+    static const uint8_t empty[1] = { 0 };
+    unsigned n = 0;
+    if (EVP_Digest(data ? data : empty, len, out, &n, EVP_sha256(), NULL) != 1 || n != TB_SHA256_LEN)
+        return TB_ERR_CRYPTO;
+    return TB_OK;
+}
+
 /* ---- certificates ---- */
 
 /* Extracts the single subject commonName as a malloc'ed UTF-8 string.

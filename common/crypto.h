@@ -71,6 +71,10 @@ tb_err_t tb_cert_matches_signer(const tb_cert_t *cert, const tb_signer_t *signer
 tb_err_t tb_cert_verify(const tb_cert_t *self, const uint8_t *data, size_t len,
                         const uint8_t *sig, size_t siglen, char *err, size_t errlen);
 
+/* SHA-256 of data into out. Returns TB_OK or TB_ERR_CRYPTO. */
+#define TB_SHA256_LEN 32
+tb_err_t tb_sha256(const uint8_t *data, size_t len, uint8_t out[TB_SHA256_LEN]);
+
 /* ---- for pki.c only: the underlying OpenSSL objects (borrowed, not owned) ---- */
 struct evp_pkey_st;
 struct x509_st;

@@ -67,6 +67,19 @@ tb_alg_t tb_alg_from_wire(Tongban__SigAlg alg)
     return TB_ALG_NONE;
 }
 
+/* What an Ed25519 batch signature covers (prehash SHA-256): this context,
+ * its NUL included, then SHA-256(body). The context keeps the message apart
+ * from anything else the same key signs (licence seals). */
+static const char PREHASH_CTX[] = "tongban/batch/sha256";
+#define PREHASH_MSG_LEN (sizeof PREHASH_CTX + TB_SHA256_LEN)
+
+/* msg = PREHASH_CTX || SHA-256(body); the digest is msg + sizeof PREHASH_CTX. */
+static tb_err_t prehash_message(const uint8_t *body, size_t len, uint8_t msg[PREHASH_MSG_LEN])
+{
+    memcpy(msg, PREHASH_CTX, sizeof PREHASH_CTX);
+    return tb_sha256(body, len, msg + sizeof PREHASH_CTX);
+}
+
 tb_err_t tb_batch_sign(const Tongban__Batch *batch, tb_signer_t *signer, const tb_cert_t *cert,
                        uint8_t **out, size_t *out_len, char *err, size_t errlen)
 {
@@ -74,10 +87,20 @@ tb_err_t tb_batch_sign(const Tongban__Batch *batch, tb_signer_t *signer, const t
     uint8_t *body = NULL, *sig = NULL;
     size_t siglen = 0;
     size_t blen = tongban__batch__get_packed_size(batch);
+    /* Ed25519 signs the body's digest: pure Ed25519 would hash the whole
+     * body twice with SHA-512, and every verifier once more. */
+    const int prehash = tb_signer_alg(signer) == TB_ALG_ED25519;
+    uint8_t msg[PREHASH_MSG_LEN];
     body = malloc(blen ? blen : 1);
     if (!body) goto done;
     blen = tongban__batch__pack(batch, body);
-    rc = tb_signer_sign(signer, body, blen, &sig, &siglen, err, errlen);
+    if (prehash && prehash_message(body, blen, msg) != TB_OK) {
+        snprintf(err, errlen, "batch signing: SHA-256 failed");
+        rc = TB_ERR_CRYPTO;
+        goto done;
+    }
+    rc = prehash ? tb_signer_sign(signer, msg, sizeof msg, &sig, &siglen, err, errlen)
+                 : tb_signer_sign(signer, body, blen, &sig, &siglen, err, errlen);
     if (rc != TB_OK) goto done;
 
     Tongban__SignedBatch sb = TONGBAN__SIGNED_BATCH__INIT;
@@ -87,6 +110,7 @@ tb_err_t tb_batch_sign(const Tongban__Batch *batch, tb_signer_t *signer, const t
     sb.signature.len = siglen;
     sb.signer_key_id = (char *)tb_cert_key_id(cert);
     sb.alg = tb_alg_to_wire(tb_signer_alg(signer));
+    sb.prehash = prehash ? TONGBAN__PREHASH__PREHASH_SHA256 : TONGBAN__PREHASH__PREHASH_NONE;
     size_t n = tongban__signed_batch__get_packed_size(&sb);
     *out = malloc(n ? n : 1);
     if (!*out) { rc = TB_ERR_NOMEM; goto done; }
@@ -98,10 +122,14 @@ done:
     return rc;
 }
 
-tb_err_t tb_batch_verify(const Tongban__SignedBatch *sb, const tb_cert_t *cert,
-                         Tongban__Batch **batch, char *err, size_t errlen)
+/* The signature checks of tb_batch_verify and tb_batch_verify_view: the
+ * algorithm and key id are the certificate's, the signature verifies over
+ * the body or, with prehash, over its digest (then copied to digest and
+ * *has_digest set). */
+static tb_err_t verify_signature(const Tongban__SignedBatch *sb, const tb_cert_t *cert,
+                                 uint8_t digest[TB_SHA256_LEN], int *has_digest, char *err, size_t errlen)
 {
-    *batch = NULL;
+    *has_digest = 0;
     if (tb_alg_from_wire(sb->alg) != tb_cert_alg(cert)) {
         snprintf(err, errlen, "batch algorithm %d does not match the %s certificate of %s",
                  (int)sb->alg, tb_alg_name(tb_cert_alg(cert)), tb_cert_node_id(cert));
@@ -112,8 +140,33 @@ tb_err_t tb_batch_verify(const Tongban__SignedBatch *sb, const tb_cert_t *cert,
                  tb_cert_node_id(cert));
         return TB_ERR_PROTO;
     }
-    tb_err_t rc = tb_cert_verify(cert, sb->body.data, sb->body.len, sb->signature.data,
-                                 sb->signature.len, err, errlen);
+    if (sb->prehash == TONGBAN__PREHASH__PREHASH_NONE)
+        return tb_cert_verify(cert, sb->body.data, sb->body.len, sb->signature.data, sb->signature.len,
+                              err, errlen);
+    if (sb->prehash != TONGBAN__PREHASH__PREHASH_SHA256 || tb_cert_alg(cert) != TB_ALG_ED25519) {
+        snprintf(err, errlen, "batch prehash %d is not defined for %s signatures", (int)sb->prehash,
+                 tb_alg_name(tb_cert_alg(cert)));
+        return TB_ERR_PROTO;
+    }
+    uint8_t msg[PREHASH_MSG_LEN];
+    if (prehash_message(sb->body.data, sb->body.len, msg) != TB_OK) {
+        snprintf(err, errlen, "batch check: SHA-256 failed");
+        return TB_ERR_CRYPTO;
+    }
+    tb_err_t rc = tb_cert_verify(cert, msg, sizeof msg, sb->signature.data, sb->signature.len, err, errlen);
+    if (rc != TB_OK) return rc;
+    memcpy(digest, msg + sizeof PREHASH_CTX, TB_SHA256_LEN);
+    *has_digest = 1;
+    return TB_OK;
+}
+
+tb_err_t tb_batch_verify(const Tongban__SignedBatch *sb, const tb_cert_t *cert,
+                         Tongban__Batch **batch, char *err, size_t errlen)
+{
+    uint8_t digest[TB_SHA256_LEN];
+    int has_digest;
+    *batch = NULL;
+    tb_err_t rc = verify_signature(sb, cert, digest, &has_digest, err, errlen);
     if (rc != TB_OK) return rc;
     Tongban__Batch *b = tongban__batch__unpack(NULL, sb->body.len, sb->body.data);
     if (!b) {
@@ -384,12 +437,30 @@ tb_err_t tb_signed_batch_view(const uint8_t *buf, size_t len, tb_signed_batch_vi
                 v->key_id = (const char *)d;
                 v->key_id_len = n;
             }
-        } else if (field == 4) {
-            if (wt != 0 || get_enum(&p, end, &v->alg) != 0) return TB_ERR_PROTO;
+        } else if (field == 4 || field == 5) {
+            if (wt != 0 || get_enum(&p, end, field == 4 ? &v->alg : &v->prehash) != 0) return TB_ERR_PROTO;
         } else if (skip_value(&p, end, wt) != 0) {
             return TB_ERR_PROTO;
         }
     }
+    return TB_OK;
+}
+
+tb_err_t tb_signed_batch_read(const uint8_t *buf, size_t len, Tongban__SignedBatch *sb, char *key_id,
+                              size_t key_id_size)
+{
+    tb_signed_batch_view_t v;
+    if (tb_signed_batch_view(buf, len, &v) != TB_OK || v.key_id_len >= key_id_size) return TB_ERR_PROTO;
+    memcpy(key_id, v.key_id, v.key_id_len);
+    key_id[v.key_id_len] = '\0';
+    tongban__signed_batch__init(sb);
+    sb->body.data = (uint8_t *)(uintptr_t)v.body;
+    sb->body.len = v.body_len;
+    sb->signature.data = (uint8_t *)(uintptr_t)v.sig;
+    sb->signature.len = v.sig_len;
+    sb->signer_key_id = key_id;
+    sb->alg = (Tongban__SigAlg)v.alg;
+    sb->prehash = (Tongban__Prehash)v.prehash;
     return TB_OK;
 }
 
@@ -468,19 +539,10 @@ tb_err_t tb_batch_view(const uint8_t *body, size_t len, tb_batch_view_t *v)
 tb_err_t tb_batch_verify_view(const Tongban__SignedBatch *sb, const tb_cert_t *cert, tb_batch_view_t *view,
                               Tongban__Batch **batch, char *err, size_t errlen)
 {
+    uint8_t digest[TB_SHA256_LEN];
+    int has_digest;
     *batch = NULL;
-    if (tb_alg_from_wire(sb->alg) != tb_cert_alg(cert)) {
-        snprintf(err, errlen, "batch algorithm %d does not match the %s certificate of %s",
-                 (int)sb->alg, tb_alg_name(tb_cert_alg(cert)), tb_cert_node_id(cert));
-        return TB_ERR_PROTO;
-    }
-    if (!sb->signer_key_id || strcmp(sb->signer_key_id, tb_cert_key_id(cert)) != 0) {
-        snprintf(err, errlen, "signer key id does not match the current certificate of %s",
-                 tb_cert_node_id(cert));
-        return TB_ERR_PROTO;
-    }
-    tb_err_t rc = tb_cert_verify(cert, sb->body.data, sb->body.len, sb->signature.data,
-                                 sb->signature.len, err, errlen);
+    tb_err_t rc = verify_signature(sb, cert, digest, &has_digest, err, errlen);
     if (rc != TB_OK) return rc;
     const char *sender;
     if (tb_batch_view(sb->body.data, sb->body.len, view) == TB_OK) {
@@ -503,6 +565,8 @@ tb_err_t tb_batch_verify_view(const Tongban__SignedBatch *sb, const tb_cert_t *c
         *batch = b;
         sender = b->sender;
     }
+    memcpy(view->body_sha256, digest, sizeof view->body_sha256);
+    view->has_body_sha256 = has_digest;
     if (!sender || strcmp(sender, tb_cert_node_id(cert)) != 0) {
         snprintf(err, errlen, "batch sender \"%s\" is not the signer %s", sender ? sender : "",
                  tb_cert_node_id(cert));

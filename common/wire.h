@@ -52,14 +52,16 @@ tb_err_t tb_frame_deliver(uint64_t hub_seq, const uint8_t *signed_batch, size_t 
 tb_err_t tb_frame_send_raw(void *sock, const uint8_t *rid, size_t rid_len,
                            const uint8_t *buf, size_t len, int flags);
 
-/* Builds the SignedBatch for batch: packs the Batch, signs the bytes, fills
- * alg and signer_key_id from cert, and returns the serialised SignedBatch
+/* Builds the SignedBatch for batch: packs the Batch, signs the bytes (an
+ * Ed25519 key signs their SHA-256 digest: prehash), fills alg, prehash and
+ * signer_key_id from cert, and returns the serialised SignedBatch
  * (malloc'ed) in *out. */
 tb_err_t tb_batch_sign(const Tongban__Batch *batch, tb_signer_t *signer, const tb_cert_t *cert,
                        uint8_t **out, size_t *out_len, char *err, size_t errlen);
 
 /* Checks a SignedBatch against the signer's certificate: algorithm and key
- * id match the certificate, the signature verifies over body, the body
+ * id match the certificate, the signature verifies over body (or, prehash
+ * SHA-256 with Ed25519, over its digest; both forms are accepted), the body
  * decodes as a Batch whose sender is the certificate's node id. On TB_OK
  * *batch is the decoded Batch (free with tongban__batch__free_unpacked).
  * Errors: TB_ERR_PROTO (malformed / mismatch), TB_ERR_BADSIG, TB_ERR_CRYPTO. */
@@ -73,7 +75,7 @@ typedef struct {
     size_t body_len, sig_len;
     const char *key_id;           /* "" (length 0) when absent */
     size_t key_id_len;
-    int32_t alg;
+    int32_t alg, prehash;
 } tb_signed_batch_view_t;
 
 /* Reads a serialised SignedBatch in place. Returns TB_OK only for a plain
@@ -82,6 +84,14 @@ typedef struct {
  * NUL bytes); TB_ERR_PROTO for anything else, malformed or merely unusual:
  * decode those with tongban__signed_batch__unpack, which decides. */
 tb_err_t tb_signed_batch_view(const uint8_t *buf, size_t len, tb_signed_batch_view_t *v);
+
+/* Reads buf in place (tb_signed_batch_view) into *sb, whose body and
+ * signature then point into buf and whose key id is copied into key_id
+ * (key_id_size bytes, NUL-terminated). Returns TB_OK, or TB_ERR_PROTO when
+ * the view does not take buf or the key id does not fit: decode it with
+ * tongban__signed_batch__unpack. */
+tb_err_t tb_signed_batch_read(const uint8_t *buf, size_t len, Tongban__SignedBatch *sb, char *key_id,
+                              size_t key_id_size);
 
 #define TB_VIEW_NAME_MAX 255
 
@@ -92,6 +102,10 @@ typedef struct {
     uint64_t seq, hlc, prev_seq;
     size_t n_entries;
     uint32_t types;               /* bit t set: some entry has type t (every type < 32) */
+    /* set by tb_batch_verify_view when the signature covered the body's
+     * digest (prehash): SHA-256 of the body, for the journal's chain */
+    uint8_t body_sha256[32];
+    int has_body_sha256;
 } tb_batch_view_t;
 
 /* Reads a serialised Batch in place into *v. Returns TB_OK only when

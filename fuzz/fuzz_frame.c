@@ -170,6 +170,7 @@ static void verify_signed(const Tongban__SignedBatch *sb)
     re.signature.len = siglen;
     re.signer_key_id = (char *)tb_cert_key_id(g_cert);
     re.alg = tb_alg_to_wire(tb_cert_alg(g_cert));
+    re.prehash = TONGBAN__PREHASH__PREHASH_NONE;   /* signed over the body itself */
     b = NULL;
     rc = tb_batch_verify(&re, g_cert, &b, err, sizeof err);
     if (g_verbose) fprintf(stderr, "fuzz_frame: re-signed: %s %s\n", tb_strerror(rc), rc ? err : "");

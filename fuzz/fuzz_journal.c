@@ -11,9 +11,12 @@
  *             3: a valid header, then well-formed records (hub_seq, hash chain,
  *                CRC all right) whose sender, dest and batch come from the
  *                bytes (u8 sender_len, u8 dest_len, u16 batch_len, data):
- *                recovery, on_record and the readers on real data
+ *                recovery, on_record and the readers on real data; the
+ *                segment is version 2 (a batch that holds a SignedBatch body
+ *                is hashed through its digest)
  *   bit 2     open with verify_chain = 0
- *   bit 3     mode 3: records after the second in a second segment
+ *   bit 3     mode 3: records after the second in a second segment, and
+ *             the first segment is version 1 (an older release's)
  *   bit 4     an anchor file: mode 3 starts after it (hub_seq and hash from
  *             the bytes), or with bit 3 names the first segment's last record
  *             (a gc interrupted before unlinking); other modes take its hub_seq
@@ -99,15 +102,96 @@ static void sha256(const uint8_t *p, size_t n, uint8_t out[HASH_LEN])
     FUZZ_ASSERT(EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1 && len == HASH_LEN);
 }
 
-/* A segment header for first. */
-static void put_header(buf_t *b, uint64_t first)
+/* A segment header of that version for first. */
+static void put_header(buf_t *b, uint64_t first, uint32_t version)
 {
     size_t at = b->len;
     put(b, "TBJ1", 4);
-    put_le(b, 1, 4);
+    put_le(b, version, 4);
     put_le(b, first, 8);
     put_le(b, 0, 4);
     put_le(b, crc32c(b->p + at, 20), 4);
+}
+
+/* Reads a varint as journal.h defines it from p[0..n). Returns the bytes
+ * it took, 0 if it is not one. */
+static size_t get_varint(const uint8_t *p, size_t n, uint64_t *v)
+{
+    *v = 0;
+    for (size_t i = 0; i < n && i < 10; i++) {
+        if (i == 9 && p[i] > 1) return 0;
+        *v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) return i + 1;
+    }
+    return 0;
+}
+
+/* The SignedBatch body of batch by the rule of journal.h. Returns 1 and
+ * its offset and length, or 0. */
+static int find_body(const uint8_t *b, size_t len, size_t *off, size_t *blen)
+{
+    size_t i = 0, k, w;
+    int found = 0;
+    while (i < len) {
+        uint64_t tag, v;
+        if (!(k = get_varint(b + i, len - i, &tag))) return 0;
+        i += k;
+        switch (tag & 7) {
+        case 0:
+            if (!(k = get_varint(b + i, len - i, &v))) return 0;
+            i += k;
+            break;
+        case 1:
+        case 5:
+            w = (tag & 7) == 1 ? 8 : 4;
+            if (len - i < w) return 0;
+            i += w;
+            break;
+        case 2:
+            if (!(k = get_varint(b + i, len - i, &v)) || v > len - i - k) return 0;
+            i += k;
+            if (tag >> 3 == 1) {
+                found = 1;
+                *off = i;
+                *blen = (size_t)v;
+            }
+            i += (size_t)v;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return found;
+}
+
+/* The hash of a record: body = head (head_len bytes) and batch, in a
+ * segment of that version (journal.h). */
+static void record_hash(uint32_t version, const uint8_t *body, size_t head_len, size_t len, uint8_t out[HASH_LEN])
+{
+    const uint8_t *batch = body + head_len;
+    size_t blen = len - head_len, off = 0, n = 0;
+    unsigned int olen = 0;
+    if (version == 1) {
+        sha256(body, len, out);
+        return;
+    }
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    FUZZ_ASSERT(c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(c, body, head_len) == 1);
+    if (!find_body(batch, blen, &off, &n)) {
+        FUZZ_ASSERT(EVP_DigestUpdate(c, "\0", 1) == 1 && EVP_DigestUpdate(c, batch, blen) == 1);
+    } else {
+        uint8_t mid[9] = { 1 }, d[HASH_LEN];
+        for (int i = 0; i < 4; i++) {
+            mid[1 + i] = (uint8_t)(off >> (8 * i));
+            mid[5 + i] = (uint8_t)(n >> (8 * i));
+        }
+        sha256(batch + off, n, d);
+        FUZZ_ASSERT(EVP_DigestUpdate(c, mid, sizeof mid) == 1 && EVP_DigestUpdate(c, batch, off) == 1 &&
+                    EVP_DigestUpdate(c, d, HASH_LEN) == 1 &&
+                    EVP_DigestUpdate(c, batch + off + n, blen - off - n) == 1);
+    }
+    FUZZ_ASSERT(EVP_DigestFinal_ex(c, out, &olen) == 1 && olen == HASH_LEN);
+    EVP_MD_CTX_free(c);
 }
 
 /* Appends a frame (length, CRC) and body. */
@@ -194,7 +278,7 @@ static void build_records(const char *dir, uint8_t ctl, const uint8_t *p, const 
         put(&body, dp, dlen);
         put_le(&body, blen, 4);
         put(&body, bp, blen);
-        sha256(body.p, body.len, prev);
+        record_hash(split && k == 0 ? 1 : 2, body.p, body.len - blen, body.len, prev);
         put_record(&recs[k], body.p, body.len);
         seq++;
         nrec++;
@@ -204,7 +288,7 @@ static void build_records(const char *dir, uint8_t ctl, const uint8_t *p, const 
     for (int k = 0; k < 2; k++) {
         if (k == 1 && first[1] == 0) break;
         buf_t seg = { 0 };
-        put_header(&seg, first[k]);
+        put_header(&seg, first[k], split && k == 0 ? 1 : 2);
         put(&seg, recs[k].p, recs[k].len);
         if ((ctl & 0x20) && (k == 1 || first[1] == 0)) put(&seg, p, (size_t)(end - p));
         write_segment(dir, first[k], &seg);
@@ -228,7 +312,7 @@ static void build_raw(const char *dir, uint8_t ctl, const uint8_t *p, const uint
         write_anchor(dir, aseq, hash);
     }
     buf_t seg = { 0 };
-    if (mode >= 1) put_header(&seg, 1);
+    if (mode >= 1) put_header(&seg, 1, 2);
     if (mode == 2) {
         while (end - p >= 2) {
             size_t len = (size_t)(p[0] | p[1] << 8);
@@ -338,7 +422,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* one more record, synced; a reopen must find it */
     static const uint8_t batch[] = "fuzz batch";
     uint64_t hub_seq = 0;
-    rc = journal_append(j, "110000", 1, "topic:fuzz", batch, sizeof batch, &hub_seq, err, sizeof err);
+    rc = journal_append(j, "110000", 1, "topic:fuzz", batch, sizeof batch, NULL, &hub_seq, err, sizeof err);
     FUZZ_ASSERT(rc == TB_OK && hub_seq == last + 1);
     FUZZ_ASSERT(journal_sync(j, err, sizeof err) == TB_OK);
     FUZZ_ASSERT(read_all(j, last) == 1);

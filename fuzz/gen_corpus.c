@@ -245,7 +245,7 @@ static uint8_t *seg_bytes(gen_t *g, int n, size_t *len)
     for (int i = 0; i < n; i++) {
         static const uint8_t batch[] = "\x0a\x04body\x12\x03sig";
         if (journal_append(j, NODE, (uint64_t)i + 1, i % 2 ? "topic:population" : "310000", batch,
-                           sizeof batch - 1, NULL, err, sizeof err) != TB_OK) {
+                           sizeof batch - 1, NULL, NULL, err, sizeof err) != TB_OK) {
             fprintf(stderr, "gen_corpus: journal_append: %s\n", err);
             g->failed = 1;
         }
@@ -315,6 +315,20 @@ static void journals(gen_t *g)
     for (int i = 0; i < 32; i++) m3c[3 + i] = (uint8_t)(0xA0 + i);
     memcpy(m3c + 35, m3 + 1, sizeof m3 - 1);
     emit(g, "fuzz_journal", "structured_anchor.bin", m3c, sizeof m3c);
+    /* mode 3 with SignedBatches (body, signature): version 2 hashes their
+     * body through its digest; in two segments the first is version 1 */
+    uint8_t m3s[1 + 4 * (4 + 6 + 6 + 11)], *q = m3s;
+    *q++ = 0x03;
+    for (int i = 0; i < 4; i++) {
+        static const uint8_t rec[] = { 6, 6, 11, 0, '1', '1', '0', '0', '0', '0', '3', '1', '0', '0', '0', '0',
+                                       0x0a, 0x04, 'b', 'o', 'd', 'y', 0x12, 0x03, 's', 'i', 'g' };
+        memcpy(q, rec, sizeof rec);
+        q[20] = (uint8_t)('0' + i);   /* a different body each */
+        q += sizeof rec;
+    }
+    emit(g, "fuzz_journal", "structured_signed.bin", m3s, sizeof m3s);
+    m3s[0] = 0x0b;
+    emit(g, "fuzz_journal", "structured_signed_2seg.bin", m3s, sizeof m3s);
     /* mode 2: one record body with a correct CRC but a bad sender length */
     static const uint8_t m2[] = { 0x02, 70, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
     uint8_t m2b[1 + 2 + 70];

@@ -615,23 +615,14 @@ static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
      * protobuf-c as before, which decides. */
     Tongban__SignedBatch view_sb = TONGBAN__SIGNED_BATCH__INIT, *sbu = NULL;
     const Tongban__SignedBatch *sb = &view_sb;
-    tb_signed_batch_view_t sv;
     char key_id[KEY_ID_MAX + 1];
     tb_batch_view_t bv;
-    if (tb_signed_batch_view(raw, raw_len, &sv) == TB_OK && sv.key_id_len <= KEY_ID_MAX) {
-        memcpy(key_id, sv.key_id, sv.key_id_len);
-        key_id[sv.key_id_len] = '\0';
-        view_sb.body.data = (uint8_t *)(uintptr_t)sv.body;
-        view_sb.body.len = sv.body_len;
-        view_sb.signature.data = (uint8_t *)(uintptr_t)sv.sig;
-        view_sb.signature.len = sv.sig_len;
-        view_sb.signer_key_id = key_id;
-        view_sb.alg = (Tongban__SigAlg)sv.alg;
-    } else if ((sbu = tongban__signed_batch__unpack(NULL, raw_len, raw)) != NULL) {
+    if (tb_signed_batch_read(raw, raw_len, &view_sb, key_id, sizeof key_id) != TB_OK) {
+        if (!(sbu = tongban__signed_batch__unpack(NULL, raw_len, raw))) {
+            reject(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable SignedBatch");
+            return;
+        }
         sb = sbu;
-    } else {
-        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable SignedBatch");
-        return;
     }
     if (peer_revoked(p)) {
         reject(self, p, 0, TONGBAN__NACK_REASON__NACK_REVOKED, "this node is revoked");
@@ -701,7 +692,10 @@ static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
         goto done;
     }
     uint64_t hub_seq = 0;
-    rc = hubstore_append(self->store, p->id, seq, dest, raw, raw_len, &hub_seq, err, sizeof err);
+    /* the body's SHA-256 when the signature covered it (prehash): the
+     * journal's chain takes it instead of hashing the body again */
+    rc = hubstore_append(self->store, p->id, seq, dest, raw, raw_len, bv.has_body_sha256 ? bv.body_sha256 : NULL,
+                         &hub_seq, err, sizeof err);
     if (rc != TB_OK) {
         if (!self->storage_failed)
             tb_log(TB_LOG_ERROR, comp, "journal_append_failed", "error=\"%s\"", err);

@@ -42,10 +42,12 @@ const char *hubstore_kind(const hubstore_t *self) { return self && self->pg ? "p
 int hubstore_broken(const hubstore_t *self) { return self && self->pg && pgstore_broken(self->pg); }
 
 tb_err_t hubstore_append(hubstore_t *self, const char *sender, uint64_t sender_seq, const char *dest,
-                         const uint8_t *batch, size_t len, uint64_t *hub_seq, char *err, size_t errlen)
+                         const uint8_t *batch, size_t len, const uint8_t *body_sha256, uint64_t *hub_seq,
+                         char *err, size_t errlen)
 {
     return self->pg ? pgstore_append(self->pg, sender, sender_seq, dest, batch, len, hub_seq, err, errlen)
-                    : journal_append(self->j, sender, sender_seq, dest, batch, len, hub_seq, err, errlen);
+                    : journal_append(self->j, sender, sender_seq, dest, batch, len, body_sha256, hub_seq,
+                                     err, errlen);
 }
 
 tb_err_t hubstore_sync(hubstore_t *self, char *err, size_t errlen)

@@ -36,8 +36,13 @@ int hubstore_broken(const hubstore_t *self);
 /* PostgreSQL: the epoch this hub claimed the store under (0 for the journal). */
 int64_t hubstore_epoch(const hubstore_t *self);
 
+/* Appends one batch: journal_append or pgstore_append. body_sha256 (may be
+ * NULL) is the SHA-256 of the SignedBatch body in batch, under the contract
+ * of journal_append; the PostgreSQL store ignores it (its chain hashes the
+ * whole row). */
 tb_err_t hubstore_append(hubstore_t *self, const char *sender, uint64_t sender_seq, const char *dest,
-                         const uint8_t *batch, size_t len, uint64_t *hub_seq, char *err, size_t errlen);
+                         const uint8_t *batch, size_t len, const uint8_t *body_sha256, uint64_t *hub_seq,
+                         char *err, size_t errlen);
 tb_err_t hubstore_sync(hubstore_t *self, char *err, size_t errlen);
 uint64_t hubstore_last_seq(const hubstore_t *self);
 uint64_t hubstore_durable_seq(const hubstore_t *self);

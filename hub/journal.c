@@ -7,7 +7,7 @@
  *
  *   segment header, 24 bytes:
  *     0  "TBJ1"
- *     4  u32 version = 1
+ *     4  u32 version = 2 (segments of version 1 are still read: see the hash)
  *     8  u64 first hub_seq (equal to the file name)
  *    16  u32 reserved = 0
  *    20  u32 CRC32C of bytes 0..19
@@ -17,7 +17,7 @@
  *     8  body:
  *          0      u64 hub_seq
  *          8      i64 accepted_ms (CLOCK_REALTIME)
- *         16      u8[32] prev_hash = SHA-256 of the previous record's body
+ *         16      u8[32] prev_hash = hash of the previous record (below)
  *                 (zeros before hub_seq 1; the anchor hash after journal_gc)
  *         48      u16 sender_len (1..255), sender
  *         50+s    u64 sender_seq
@@ -26,6 +26,19 @@
  *   anchor, 52 bytes:
  *     0  "TBA1", 4 u32 version = 1, 8 u64 hub_seq of the last removed record,
  *    16  u8[32] its hash, 48 u32 CRC32C of bytes 0..47
+ *
+ *   record hash, by the version of the segment holding the record (head =
+ *   body bytes 0 .. 64+s+d, i.e. everything before the batch):
+ *     version 1: SHA-256(body) = SHA-256(head || batch)
+ *     version 2: SHA-256(head || 0x00 || batch) when find_body() finds no
+ *                SignedBatch body in batch, else SHA-256(head || 0x01 ||
+ *                u32 body_off || u32 body_len || batch[0, body_off) ||
+ *                SHA-256(body) || batch[body_off + body_len, batch_len))
+ *   find_body() is the rule of journal.h. Version 2 lets journal_append
+ *   take the digest of the body that the hub's signature check computed
+ *   anyway instead of hashing nearly all the bytes again; every byte is
+ *   still committed to (journal.h says why the form byte, offset and length
+ *   are there).
  *
  * Appends go through one pwritev() per record (frame + fixed part of the body
  * from a small buffer, the batch straight from the caller: no copy) at the
@@ -73,9 +86,11 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "wire.h"
 
 #define SEG_MAGIC "TBJ1"
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u                /* written; SEG_VERSION_OLD is still read */
+#define SEG_VERSION_OLD 1u
 #define SEG_HDR 24u
 #define SEG_SUFFIX ".tbj"
 #define SEG_DIGITS 20
@@ -107,6 +122,7 @@ typedef struct {
     uint64_t last_seq;      /* first_seq - 1 while empty */
     uint64_t size;          /* valid bytes: header + records */
     int64_t last_ms;        /* accepted_ms of the last record */
+    uint32_t version;       /* SEG_VERSION or SEG_VERSION_OLD: which record hash */
     int fd;                 /* -1 when closed (sealed segments are opened on demand) */
     int dirty;              /* written since the last fdatasync */
     uint64_t last_use;
@@ -183,7 +199,7 @@ typedef struct {
     int have_prev;
     int have_last;          /* location of the last record (to hash it if !verify_chain) */
     uint64_t last_first, last_off;
-    uint32_t last_len;
+    uint32_t last_len, last_version;
     sbuf_t sb;
 } scan_t;
 
@@ -239,6 +255,109 @@ static int sha256_2(journal_t *j, const uint8_t *a, size_t alen, const uint8_t *
     if (EVP_DigestUpdate(j->mdctx, a, alen) != 1) return -1;
     if (blen > 0 && EVP_DigestUpdate(j->mdctx, b, blen) != 1) return -1;
     if (EVP_DigestFinal_ex(j->mdctx, out, &n) != 1 || n != HASH_LEN) return -1;
+    return 0;
+}
+
+/* Reads a protobuf varint at *p (at most 10 bytes, value within 64 bits)
+ * and advances *p. Returns 0, or -1. */
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 10 && *p < end; i++) {
+        uint8_t c = *(*p)++;
+        if (i == 9 && c > 1) return -1;
+        v |= (uint64_t)(c & 0x7f) << (7 * i);
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The version 2 rule that finds the body of a SignedBatch in a batch (part
+ * of the on-disk format, so it is kept here, frozen, and not taken from
+ * common/wire.c, whose reader may change): the batch is read as a sequence
+ * of protobuf fields up to its end -- a tag varint (field number tag >> 3,
+ * any), then by wire type 0 a varint, 1 eight bytes, 2 a length varint and
+ * that many bytes, 5 four bytes; any other wire type, a longer varint or a
+ * field running past the end and the batch has no body -- and the body is
+ * the value of the last field 1 of wire type 2 (none: no body). Wherever
+ * tb_signed_batch_view succeeds, this finds the same body (that reader
+ * takes fewer encodings). Returns 1 and the body's offset and length, or 0. */
+static int find_body(const uint8_t *batch, size_t len, size_t *off, size_t *blen)
+{
+    const uint8_t *p = batch, *end = batch + len;
+    int found = 0;
+    while (p < end) {
+        uint64_t tag, n;
+        if (pb_varint(&p, end, &tag) != 0) return 0;
+        switch (tag & 7) {
+        case 0:
+            if (pb_varint(&p, end, &n) != 0) return 0;
+            break;
+        case 1:
+        case 5: {
+            size_t w = (tag & 7) == 1 ? 8 : 4;
+            if ((size_t)(end - p) < w) return 0;
+            p += w;
+            break;
+        }
+        case 2:
+            if (pb_varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
+            if ((tag >> 3) == 1) {
+                found = 1;
+                *off = (size_t)(p - batch);
+                *blen = (size_t)n;
+            }
+            p += n;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return found;
+}
+
+/* Writes the hash of a record into out: head is its body up to the batch,
+ * version that of its segment. body_sha256 (may be NULL) is the caller's
+ * SHA-256 of the body tb_signed_batch_view finds in batch; it is used only
+ * if that is the body find_body finds, else the digest is computed here.
+ * Returns 0, or -1 if OpenSSL failed. */
+static int record_hash(journal_t *j, uint32_t version, const uint8_t *head, size_t head_len,
+                       const uint8_t *batch, size_t len, const uint8_t *body_sha256, uint8_t out[HASH_LEN])
+{
+    static const uint8_t whole = 0x00;
+    size_t off = 0, blen = 0;
+    unsigned int n = 0;
+    if (version == SEG_VERSION_OLD) return sha256_2(j, head, head_len, batch, len, out);
+    if (len == 0 || !find_body(batch, len, &off, &blen)) {
+        if (EVP_DigestInit_ex(j->mdctx, j->md, NULL) != 1 || EVP_DigestUpdate(j->mdctx, head, head_len) != 1 ||
+            EVP_DigestUpdate(j->mdctx, &whole, 1) != 1 ||
+            (len > 0 && EVP_DigestUpdate(j->mdctx, batch, len) != 1) ||
+            EVP_DigestFinal_ex(j->mdctx, out, &n) != 1 || n != HASH_LEN)
+            return -1;
+        return 0;
+    }
+    uint8_t digest[HASH_LEN], mid[9];
+    tb_signed_batch_view_t v;
+    if (body_sha256 && tb_signed_batch_view(batch, len, &v) == TB_OK && v.body == batch + off &&
+        v.body_len == blen) {
+        memcpy(digest, body_sha256, HASH_LEN);
+    } else if (sha256_2(j, batch + off, blen, NULL, 0, digest) < 0) {
+        return -1;
+    }
+    mid[0] = 0x01;
+    put32(mid + 1, (uint32_t)off);   /* batch <= 1 GiB */
+    put32(mid + 5, (uint32_t)blen);
+    size_t tail = off + blen;
+    if (EVP_DigestInit_ex(j->mdctx, j->md, NULL) != 1 || EVP_DigestUpdate(j->mdctx, head, head_len) != 1 ||
+        EVP_DigestUpdate(j->mdctx, mid, sizeof mid) != 1 ||
+        (off > 0 && EVP_DigestUpdate(j->mdctx, batch, off) != 1) ||
+        EVP_DigestUpdate(j->mdctx, digest, HASH_LEN) != 1 ||
+        (tail < len && EVP_DigestUpdate(j->mdctx, batch + tail, len - tail) != 1) ||
+        EVP_DigestFinal_ex(j->mdctx, out, &n) != 1 || n != HASH_LEN)
+        return -1;
     return 0;
 }
 
@@ -462,6 +581,7 @@ static tb_err_t seg_create(journal_t *j, uint64_t first, char *err, size_t errle
     s->first_seq = first;
     s->last_seq = first - 1;
     s->size = SEG_HDR;
+    s->version = SEG_VERSION;
     s->fd = fd;
     s->dirty = 1;
     s->last_use = ++j->tick;
@@ -682,10 +802,11 @@ static int all_zero(sbuf_t *sb)
     return 1;
 }
 
-/* Checks the hash chain at one record and advances sc->prev. Returns TB_OK,
- * TB_ERR_PROTO (err: file, offset, what) or TB_ERR_CRYPTO. */
-static tb_err_t check_chain(scan_t *sc, const char *path, uint64_t off, const uint8_t *body,
-                            uint32_t len, const body_t *p, char *err, size_t errlen)
+/* Checks the hash chain at one record (of a segment of that version) and
+ * advances sc->prev. Returns TB_OK, TB_ERR_PROTO (err: file, offset, what)
+ * or TB_ERR_CRYPTO. */
+static tb_err_t check_chain(scan_t *sc, uint32_t version, const char *path, uint64_t off, const uint8_t *body,
+                            const body_t *p, char *err, size_t errlen)
 {
     uint64_t first_kept = sc->have_anchor ? sc->anchor_seq + 1 : 1;
     int verify = sc->opts->verify_chain;
@@ -699,12 +820,12 @@ static tb_err_t check_chain(scan_t *sc, const char *path, uint64_t off, const ui
         }
     } else if (verify && sc->have_prev && memcmp(p->prev, sc->prev, HASH_LEN) != 0) {
         tb_seterr(err, errlen, "%s: offset %" PRIu64 ": hash chain broken at record %" PRIu64
-               ": prev_hash is not the SHA-256 of record %" PRIu64 ": journal damaged or tampered with",
+               ": prev_hash is not the hash of record %" PRIu64 ": journal damaged or tampered with",
                path, off, p->seq, p->seq - 1);
         return TB_ERR_PROTO;
     }
     if (verify || (sc->have_anchor && p->seq == sc->anchor_seq)) {
-        if (sha256_2(sc->j, body, len, NULL, 0, sc->prev) < 0) {
+        if (record_hash(sc->j, version, body, p->batch_off, body + p->batch_off, p->blen, NULL, sc->prev) < 0) {
             tb_seterr(err, errlen, "%s: SHA-256 failed", path);
             return TB_ERR_CRYPTO;
         }
@@ -750,10 +871,12 @@ static tb_err_t check_header(scan_t *sc, size_t i, int fd, const char *path, cha
         tb_seterr(err, errlen, "%s: offset 0: bad segment header (CRC mismatch): journal damaged", path);
         return TB_ERR_PROTO;
     }
-    if (get32(hdr + 4) != SEG_VERSION) {
-        tb_seterr(err, errlen, "%s: offset 4: unsupported segment version %" PRIu32, path, get32(hdr + 4));
+    uint32_t version = get32(hdr + 4);
+    if (version != SEG_VERSION && version != SEG_VERSION_OLD) {
+        tb_seterr(err, errlen, "%s: offset 4: unsupported segment version %" PRIu32, path, version);
         return TB_ERR_PROTO;
     }
+    s->version = version;
     uint64_t first = get64(hdr + 8);
     if (first != s->first_seq) {
         tb_seterr(err, errlen, "%s: offset 8: bad segment header: it says first hub_seq %" PRIu64
@@ -894,7 +1017,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
             rc = TB_ERR_PROTO;
             goto done;
         }
-        if ((rc = check_chain(sc, path, off, body, len, &p, err, errlen)) != TB_OK) goto done;
+        if ((rc = check_chain(sc, s->version, path, off, body, &p, err, errlen)) != TB_OK) goto done;
         if (!leftover) {
             if (sc->rep.records++ == 0) sc->rep.first_seq = p.seq;
             if (sc->opts->on_record) {
@@ -923,6 +1046,7 @@ static tb_err_t scan_segment(scan_t *sc, size_t i, int *dropped, char *err, size
         sc->last_first = s->first_seq;
         sc->last_off = off;
         sc->last_len = len;
+        sc->last_version = s->version;
         sc->expect++;
         off += FRAME + len;
         nrec++;
@@ -1027,13 +1151,16 @@ static tb_err_t lock_dir(journal_t *j, char *err, size_t errlen)
     return TB_OK;
 }
 
-/* Hashes the record at (first, off, len) into out. Returns TB_OK, TB_ERR_IO,
- * TB_ERR_NOMEM or TB_ERR_CRYPTO. */
-static tb_err_t hash_record_at(journal_t *j, uint64_t first, uint64_t off, uint32_t len,
+/* Hashes the record at (first, off, len), in a segment of that version,
+ * into out. Returns TB_OK, TB_ERR_IO, TB_ERR_NOMEM, TB_ERR_PROTO or
+ * TB_ERR_CRYPTO. */
+static tb_err_t hash_record_at(journal_t *j, uint64_t first, uint64_t off, uint32_t len, uint32_t version,
                                uint8_t out[HASH_LEN], char *err, size_t errlen)
 {
     char path[PATH_MAX];
     tb_err_t rc = TB_OK;
+    body_t p;
+    const char *why = NULL;
     uint8_t *buf = malloc(len);
     int fd = open(seg_path(j, first, path, sizeof path), O_RDONLY | O_CLOEXEC);
     if (!buf) {
@@ -1042,7 +1169,10 @@ static tb_err_t hash_record_at(journal_t *j, uint64_t first, uint64_t off, uint3
     } else if (fd < 0 || pread_full(fd, buf, len, off + FRAME) < 0) {
         tb_seterr(err, errlen, "%s: offset %" PRIu64 ": %s", path, off, ioerr(errno));
         rc = TB_ERR_IO;
-    } else if (sha256_2(j, buf, len, NULL, 0, out) < 0) {
+    } else if ((why = parse_head(buf, len < HEAD_BODY_MAX ? len : HEAD_BODY_MAX, len, &p)) != NULL) {
+        tb_seterr(err, errlen, "%s: offset %" PRIu64 ": malformed record (%s)", path, off, why);
+        rc = TB_ERR_PROTO;  /* the scan parsed it: changed on disk since */
+    } else if (record_hash(j, version, buf, p.batch_off, buf + p.batch_off, p.blen, NULL, out) < 0) {
         tb_seterr(err, errlen, "SHA-256 failed");
         rc = TB_ERR_CRYPTO;
     }
@@ -1135,8 +1265,8 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
         memcpy(j->last_hash, sc.have_anchor ? sc.anchor_hash : zero_hash, HASH_LEN);
     } else if (opts->verify_chain) {
         memcpy(j->last_hash, sc.prev, HASH_LEN);
-    } else if ((rc = hash_record_at(j, sc.last_first, sc.last_off, sc.last_len, j->last_hash,
-                                    err, errlen)) != TB_OK) {
+    } else if ((rc = hash_record_at(j, sc.last_first, sc.last_off, sc.last_len, sc.last_version,
+                                    j->last_hash, err, errlen)) != TB_OK) {
         goto fail;
     }
 
@@ -1219,7 +1349,8 @@ void journal_destroy(journal_t **self)
 }
 
 tb_err_t journal_append(journal_t *self, const char *sender, uint64_t sender_seq, const char *dest,
-                        const uint8_t *batch, size_t len, uint64_t *hub_seq, char *err, size_t errlen)
+                        const uint8_t *batch, size_t len, const uint8_t *body_sha256, uint64_t *hub_seq,
+                        char *err, size_t errlen)
 {
     char path[PATH_MAX];
     if (!self || !sender || !dest || (!batch && len > 0)) {
@@ -1264,16 +1395,20 @@ tb_err_t journal_append(journal_t *self, const char *sender, uint64_t sender_seq
     if (len > 0) crc = crc_update(crc, batch, len);
     put32(h, body_len);
     put32(h + 4, crc ^ 0xFFFFFFFFu);
-    uint8_t hash[HASH_LEN];
-    if (sha256_2(self, b, head_body, batch, len, hash) < 0) {
-        tb_seterr(err, errlen, "journal_append: SHA-256 failed");
-        return TB_ERR_CRYPTO;
-    }
 
     uint64_t reclen = FRAME + (uint64_t)body_len;
     seg_t *s = &self->segs[self->nsegs - 1];
     int created = 0;
-    if (s->last_seq >= s->first_seq && s->size + reclen > self->segment_bytes) {
+    /* roll when full, and off a segment of the old version (left by an
+     * older release) once it holds records: new records get the cheaper hash */
+    int roll = s->last_seq >= s->first_seq &&
+               (s->size + reclen > self->segment_bytes || s->version != SEG_VERSION);
+    uint8_t hash[HASH_LEN];
+    if (record_hash(self, roll ? SEG_VERSION : s->version, b, head_body, batch, len, body_sha256, hash) < 0) {
+        tb_seterr(err, errlen, "journal_append: SHA-256 failed");
+        return TB_ERR_CRYPTO;
+    }
+    if (roll) {
         tb_err_t rc = seg_create(self, seq, err, errlen);
         if (rc != TB_OK) return rc;
         created = 1;

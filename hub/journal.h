@@ -11,7 +11,7 @@
  *   <dir>/<first hub_seq, 20 digits>.tbj   segment files, e.g. 00000000000000000001.tbj
  *   <dir>/anchor                            written by journal_gc (absent before)
  *
- *   segment header (24 bytes): "TBJ1", u32 version (1), u64 first hub_seq,
+ *   segment header (24 bytes): "TBJ1", u32 version (2; 1 is still read), u64 first hub_seq,
  *                              u32 reserved (0), u32 CRC32C of bytes 0..19
  *   record:  u32 body length, u32 CRC32C(body), body
  *   body:    u64 hub_seq, i64 accepted_ms, u8[32] prev_hash,
@@ -20,10 +20,53 @@
  *   anchor (52 bytes): "TBA1", u32 version (1), u64 hub_seq of the last
  *                      removed record, u8[32] its hash, u32 CRC32C of bytes 0..47
  *
- * A record's hash is SHA-256(body); prev_hash is the hash of the record
- * before it (32 zero bytes for hub_seq 1, the anchor's hash for the first
- * record kept after journal_gc). CRC32C is the Castagnoli CRC (iSCSI, ext4).
- * sender and dest are 1..255 bytes, batch at most 1 GiB.
+ * prev_hash is the hash of the record before it (32 zero bytes for hub_seq
+ * 1, the anchor's hash for the first record kept after journal_gc; the
+ * anchor holds the hash of the last removed record as its own segment's
+ * version computes it, so the anchor format did not change). A record's
+ * hash depends on the version of its segment; head is the body up to the
+ * batch (hub_seq .. batch_len: 64 + sender_len + dest_len bytes):
+ *
+ *   version 1:  SHA-256(body), i.e. SHA-256(head || batch)
+ *   version 2:  SHA-256(head || 0x01 || u32 body_off || u32 body_len ||
+ *                       batch[0, body_off) || SHA-256(body) ||
+ *                       batch[body_off + body_len, batch_len))
+ *               if batch holds a SignedBatch body (below), else
+ *               SHA-256(head || 0x00 || batch)
+ *
+ * The body of a SignedBatch: batch is read as protobuf fields from its
+ * first byte to its last, each a tag varint (field number = tag >> 3, any;
+ * wire type = tag & 7) and a value: wire type 0 a varint, 1 eight
+ * bytes, 2 a length varint and that many bytes, 5 four bytes (a varint is
+ * at most 10 bytes and its value fits in 64 bits). If every field reads so
+ * and the last one ends exactly at the end of batch, the body is the value
+ * of the last field with number 1 and wire type 2: body_len bytes (0 is
+ * allowed) at offset body_off of batch. Otherwise, or without such a
+ * field, batch holds no body. The rule is frozen here: it takes the same
+ * body as tb_signed_batch_view (common/wire.c) wherever that one succeeds,
+ * but does not follow changes to it; changing it needs a new segment
+ * version.
+ *
+ * Why version 2: the hub's signature check (prehash) has SHA-256(body)
+ * already, and journal_append can use it instead of hashing nearly all of
+ * the batch again. Every byte of the record is still committed to: head
+ * fixes batch_len, the form byte and body_off / body_len fix where each
+ * piece of the input comes from, so two records with the same hash input
+ * differ at most in bodies with the same SHA-256. (Replacing the body by
+ * its digest without them is not enough: a second batch that holds the
+ * first one's digest in an earlier field 1 and its own body in a later one
+ * can give the same input; so can a batch with no body whose bytes are the
+ * substituted form of another.)
+ *
+ * New segments are always version 2; a version 1 segment left by an older
+ * release takes appends only while it is empty, otherwise the first append
+ * rolls to a new segment. So a journal may hold version 1 segments followed
+ * by version 2 ones, and the chain runs across them. Releases that only
+ * know version 1 refuse version 2 segments ("unsupported segment version
+ * 2"): after the upgrade there is no going back without the old files.
+ *
+ * CRC32C is the Castagnoli CRC (iSCSI, ext4). sender and dest are 1..255
+ * bytes, batch at most 1 GiB.
  *
  * Recovery at journal_open: a torn tail (an incomplete or CRC-failing
  * record at the end of the last segment with no valid record after it) is
@@ -89,14 +132,26 @@ tb_err_t journal_open(const char *dir, const journal_opts_t *opts, journal_t **o
 void journal_destroy(journal_t **self);
 
 /* Appends one record (one write call) and returns its number in *hub_seq
- * (may be NULL). Not durable until journal_sync. Returns TB_OK;
- * TB_ERR_INVALID for an empty or over-long sender/dest or a batch over
- * 1 GiB; TB_ERR_IO if the write failed (e.g. disk full: the segment is cut
- * back, nothing was appended and a later call may succeed) or the journal
- * has failed an fdatasync earlier (then only reopening helps). */
+ * (may be NULL). Not durable until journal_sync.
+ *
+ * body_sha256 may be NULL (the journal hashes what it needs itself) or the
+ * SHA-256 of the body that tb_signed_batch_view (common/wire.h) locates in
+ * these same bytes batch[0, len), which the caller computed anyway (the
+ * hub's prehash signature check): the journal then does not hash the body
+ * again. The caller guarantees the digest is right -- a wrong one is written
+ * into the chain and the next journal_open reports the chain broken. It is
+ * ignored when tb_signed_batch_view does not take the bytes or finds a
+ * different body than the journal's own rule (see the format above), and
+ * for a record going into a version 1 segment.
+ *
+ * Returns TB_OK; TB_ERR_INVALID for an empty or over-long sender/dest or a
+ * batch over 1 GiB; TB_ERR_IO if the write failed (e.g. disk full: the
+ * segment is cut back, nothing was appended and a later call may succeed)
+ * or the journal has failed an fdatasync earlier (then only reopening
+ * helps); TB_ERR_CRYPTO if SHA-256 failed. */
 tb_err_t journal_append(journal_t *self, const char *sender, uint64_t sender_seq,
                         const char *dest, const uint8_t *batch, size_t len,
-                        uint64_t *hub_seq, char *err, size_t errlen);
+                        const uint8_t *body_sha256, uint64_t *hub_seq, char *err, size_t errlen);
 
 /* fdatasync()s every segment written since the last sync (and the
  * directory after a segment was created); afterwards every appended record

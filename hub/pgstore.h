@@ -10,7 +10,8 @@
  * hash is SHA-256 of the journal's record body (journal.h: hub_seq,
  * accepted_ms, prev_hash, sender, sender_seq, dest, batch), prev_hash being
  * the previous row's hash (meta.anchor_hash for the first row kept after
- * pgstore_gc, 32 zero bytes for hub_seq 1): the same chain as the journal.
+ * pgstore_gc, 32 zero bytes for hub_seq 1): the chain of a version 1
+ * journal segment (the journal's version 2 hash is not used here).
  *
  * Fencing: pgstore_open claims a new epoch (UPDATE meta SET epoch = epoch +
  * 1) and every write statement carries "WHERE EXISTS (SELECT 1 FROM meta

@@ -1178,19 +1178,10 @@ static int on_message(ln_t *self, const uint8_t *data, size_t len, uint64_t now)
         uint64_t hub_seq;
         const uint8_t *sbp;
         size_t sblen;
-        tb_signed_batch_view_t sv;
         char key_id[128];
+        Tongban__SignedBatch sb;
         if (tb_frame_parse_deliver(data, len, &hub_seq, &sbp, &sblen) == TB_OK &&
-            tb_signed_batch_view(sbp, sblen, &sv) == TB_OK && sv.key_id_len < sizeof key_id) {
-            memcpy(key_id, sv.key_id, sv.key_id_len);
-            key_id[sv.key_id_len] = '\0';
-            Tongban__SignedBatch sb = TONGBAN__SIGNED_BATCH__INIT;
-            sb.body.data = (uint8_t *)(uintptr_t)sv.body;
-            sb.body.len = sv.body_len;
-            sb.signature.data = (uint8_t *)(uintptr_t)sv.sig;
-            sb.signature.len = sv.sig_len;
-            sb.signer_key_id = key_id;
-            sb.alg = (Tongban__SigAlg)sv.alg;
+            tb_signed_batch_read(sbp, sblen, &sb, key_id, sizeof key_id) == TB_OK) {
             Tongban__Deliver dv = TONGBAN__DELIVER__INIT;
             dv.hub_seq = hub_seq;
             dv.batch = &sb;

@@ -371,6 +371,55 @@ static void test_sign_verify(tb_alg_t alg)
     if (out) tongban__batch__free_unpacked(out, NULL);
     out = NULL;
 
+    /* what the signature covers: an Ed25519 key signs the body's SHA-256
+     * (prehash), the other algorithms the body itself */
+    const int ed = alg == TB_ALG_ED25519;
+    CHECK_MSG(sb->prehash == (ed ? TONGBAN__PREHASH__PREHASH_SHA256 : TONGBAN__PREHASH__PREHASH_NONE),
+              "%s: prehash %d", name, (int)sb->prehash);
+    {
+        Tongban__Prehash ph = sb->prehash;
+        /* claiming the other form: the signature does not match, or the form is refused */
+        sb->prehash = ed ? TONGBAN__PREHASH__PREHASH_NONE : TONGBAN__PREHASH__PREHASH_SHA256;
+        err[0] = '\0';
+        rc = tb_batch_verify(sb, ca, &out, err, sizeof err);
+        CHECK_MSG(rc == (ed ? TB_ERR_BADSIG : TB_ERR_PROTO), "%s: other prehash: %s", name, tb_strerror(rc));
+        CHECK_MSG(ed || has(err, "prehash"), "%s", err);
+        sb->prehash = (Tongban__Prehash)7;
+        err[0] = '\0';
+        CHECK(tb_batch_verify(sb, ca, &out, err, sizeof err) == TB_ERR_PROTO);
+        CHECK_MSG(has(err, "prehash 7"), "%s", err);
+        CHECK(out == NULL);
+        sb->prehash = ph;
+    }
+    /* the view hands on the digest the signature covered (the journal chains over it) */
+    {
+        tb_batch_view_t v;
+        uint8_t d[TB_SHA256_LEN];
+        CHECK(tb_sha256(sb->body.data, sb->body.len, d) == TB_OK);
+        rc = tb_batch_verify_view(sb, ca, &v, &out, err, sizeof err);
+        CHECK_MSG(rc == TB_OK, "%s: %s", name, err);
+        CHECK(v.has_body_sha256 == ed);
+        CHECK(!ed || memcmp(v.body_sha256, d, sizeof d) == 0);
+        if (out) tongban__batch__free_unpacked(out, NULL);
+        out = NULL;
+    }
+    /* a batch signed over the body itself (pure; as written before prehash) still verifies */
+    {
+        uint8_t *psig = NULL;
+        size_t psiglen = 0;
+        CHECK(tb_signer_sign(sa, sb->body.data, sb->body.len, &psig, &psiglen, err, sizeof err) == TB_OK);
+        Tongban__SignedBatch ps = *sb;
+        ps.signature.data = psig;
+        ps.signature.len = psiglen;
+        ps.prehash = TONGBAN__PREHASH__PREHASH_NONE;
+        rc = tb_batch_verify(&ps, ca, &out, err, sizeof err);
+        CHECK_MSG(rc == TB_OK, "%s: pure signature: %s", name, err);
+        CHECK(out && out->seq == 42);
+        if (out) tongban__batch__free_unpacked(out, NULL);
+        out = NULL;
+        free(psig);
+    }
+
     /* the algorithm field does not match the certificate */
     const Tongban__SigAlg wrong[] = { TONGBAN__SIG_ALG__SIG_ALG_UNSPECIFIED, TONGBAN__SIG_ALG__SIG_ALG_ED25519,
                                       TONGBAN__SIG_ALG__SIG_ALG_P256, TONGBAN__SIG_ALG__SIG_ALG_SM2,
