@@ -40,6 +40,7 @@
 
 #include "fuzz_util.h"
 #include "journal.h"
+#include "../tests/unit/journal_ref.h"
 #include "log.h"
 
 #define SEG_HDR 24u
@@ -96,12 +97,6 @@ static uint32_t crc32c(const uint8_t *p, size_t n)
     return crc32_iscsi((unsigned char *)(uintptr_t)p, (int)n, 0xFFFFFFFFu) ^ 0xFFFFFFFFu;
 }
 
-static void sha256(const uint8_t *p, size_t n, uint8_t out[HASH_LEN])
-{
-    unsigned int len = 0;
-    FUZZ_ASSERT(EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1 && len == HASH_LEN);
-}
-
 /* A segment header of that version for first. */
 static void put_header(buf_t *b, uint64_t first, uint32_t version)
 {
@@ -113,85 +108,11 @@ static void put_header(buf_t *b, uint64_t first, uint32_t version)
     put_le(b, crc32c(b->p + at, 20), 4);
 }
 
-/* Reads a varint as journal.h defines it from p[0..n). Returns the bytes
- * it took, 0 if it is not one. */
-static size_t get_varint(const uint8_t *p, size_t n, uint64_t *v)
-{
-    *v = 0;
-    for (size_t i = 0; i < n && i < 10; i++) {
-        if (i == 9 && p[i] > 1) return 0;
-        *v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-        if (!(p[i] & 0x80)) return i + 1;
-    }
-    return 0;
-}
-
-/* The SignedBatch body of batch by the rule of journal.h. Returns 1 and
- * its offset and length, or 0. */
-static int find_body(const uint8_t *b, size_t len, size_t *off, size_t *blen)
-{
-    size_t i = 0, k, w;
-    int found = 0;
-    while (i < len) {
-        uint64_t tag, v;
-        if (!(k = get_varint(b + i, len - i, &tag))) return 0;
-        i += k;
-        switch (tag & 7) {
-        case 0:
-            if (!(k = get_varint(b + i, len - i, &v))) return 0;
-            i += k;
-            break;
-        case 1:
-        case 5:
-            w = (tag & 7) == 1 ? 8 : 4;
-            if (len - i < w) return 0;
-            i += w;
-            break;
-        case 2:
-            if (!(k = get_varint(b + i, len - i, &v)) || v > len - i - k) return 0;
-            i += k;
-            if (tag >> 3 == 1) {
-                found = 1;
-                *off = i;
-                *blen = (size_t)v;
-            }
-            i += (size_t)v;
-            break;
-        default:
-            return 0;
-        }
-    }
-    return found;
-}
-
 /* The hash of a record: body = head (head_len bytes) and batch, in a
- * segment of that version (journal.h). */
+ * segment of that version (journal.h; the reference in journal_ref.h). */
 static void record_hash(uint32_t version, const uint8_t *body, size_t head_len, size_t len, uint8_t out[HASH_LEN])
 {
-    const uint8_t *batch = body + head_len;
-    size_t blen = len - head_len, off = 0, n = 0;
-    unsigned int olen = 0;
-    if (version == 1) {
-        sha256(body, len, out);
-        return;
-    }
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    FUZZ_ASSERT(c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(c, body, head_len) == 1);
-    if (!find_body(batch, blen, &off, &n)) {
-        FUZZ_ASSERT(EVP_DigestUpdate(c, "\0", 1) == 1 && EVP_DigestUpdate(c, batch, blen) == 1);
-    } else {
-        uint8_t mid[9] = { 1 }, d[HASH_LEN];
-        for (int i = 0; i < 4; i++) {
-            mid[1 + i] = (uint8_t)(off >> (8 * i));
-            mid[5 + i] = (uint8_t)(n >> (8 * i));
-        }
-        sha256(batch + off, n, d);
-        FUZZ_ASSERT(EVP_DigestUpdate(c, mid, sizeof mid) == 1 && EVP_DigestUpdate(c, batch, off) == 1 &&
-                    EVP_DigestUpdate(c, d, HASH_LEN) == 1 &&
-                    EVP_DigestUpdate(c, batch + off + n, blen - off - n) == 1);
-    }
-    FUZZ_ASSERT(EVP_DigestFinal_ex(c, out, &olen) == 1 && olen == HASH_LEN);
-    EVP_MD_CTX_free(c);
+    FUZZ_ASSERT(jref_hash(version, body, head_len, len, out) == 0);
 }
 
 /* Appends a frame (length, CRC) and body. */

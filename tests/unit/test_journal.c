@@ -6,6 +6,7 @@
 #include "tbtest.h"
 
 #include "journal.h"
+#include "journal_ref.h"
 #include "wire.h"
 
 #include <dirent.h>
@@ -74,76 +75,12 @@ static void sha256_cat(uint8_t out[32], int n, ...)
     EVP_MD_CTX_free(c);
 }
 
-/* Reads a varint as journal.h defines it (at most 10 bytes, value within
- * 64 bits) from p[0..n). Returns the bytes it took, 0 if it is not one. */
-static size_t ref_varint(const uint8_t *p, size_t n, uint64_t *v)
-{
-    *v = 0;
-    for (size_t i = 0; i < n && i < 10; i++) {
-        if (i == 9 && p[i] > 1) return 0;
-        *v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-        if (!(p[i] & 0x80)) return i + 1;
-    }
-    return 0;
-}
-
-/* The SignedBatch body of a batch by the rule of journal.h. Returns 1 and
- * its offset and length, or 0 if the batch holds none. */
-static int ref_body(const uint8_t *b, size_t len, size_t *off, size_t *blen)
-{
-    size_t i = 0, k;
-    int found = 0;
-    while (i < len) {
-        uint64_t tag, v;
-        if (!(k = ref_varint(b + i, len - i, &tag))) return 0;
-        i += k;
-        switch (tag & 7) {
-        case 0:
-            if (!(k = ref_varint(b + i, len - i, &v))) return 0;
-            i += k;
-            break;
-        case 1:
-        case 5:
-            if (len - i < ((tag & 7) == 1 ? 8u : 4u)) return 0;
-            i += (tag & 7) == 1 ? 8 : 4;
-            break;
-        case 2:
-            if (!(k = ref_varint(b + i, len - i, &v)) || v > len - i - k) return 0;
-            i += k;
-            if (tag >> 3 == 1) {
-                found = 1;
-                *off = i;
-                *blen = (size_t)v;
-            }
-            i += (size_t)v;
-            break;
-        default:
-            return 0;
-        }
-    }
-    return found;
-}
-
 /* The hash of a record (its body, n bytes) in a segment of version 1 or 2,
- * as journal.h defines it. Returns nothing. */
+ * as journal.h defines it (the reference in journal_ref.h). Returns nothing. */
 static void ref_hash(int version, const uint8_t *body, size_t n, uint8_t out[32])
 {
-    size_t s = rd16(body + 48), d = rd16(body + 58 + s), head = BODY_FIXED + s + d, off = 0, bl = 0;
-    const uint8_t *batch = body + head;
-    size_t len = n - head;
-    if (version == 1) {
-        sha256(body, n, out);
-    } else if (!ref_body(batch, len, &off, &bl)) {
-        static const uint8_t whole = 0x00;
-        sha256_cat(out, 3, body, head, &whole, (size_t)1, batch, len);
-    } else {
-        uint8_t dig[32], mid[9] = { 0x01 };
-        sha256(batch + off, bl, dig);
-        wr32(mid + 1, (uint32_t)off);
-        wr32(mid + 5, (uint32_t)bl);
-        sha256_cat(out, 5, body, head, mid, sizeof mid, batch, off, dig, (size_t)32, batch + off + bl,
-                   len - off - bl);
-    }
+    size_t s = rd16(body + 48), d = rd16(body + 58 + s), head = BODY_FIXED + s + d;
+    CHECK(jref_hash((uint32_t)version, body, head, n, out) == 0);
 }
 
 /* ---- helpers ---- */
@@ -454,7 +391,7 @@ static void test_format(void)
     CHECK(rd32(body + 72) == 5 && memcmp(body + 76, "hello", 5) == 0);
     /* "hello" is no SignedBatch ('l' = field 13, wire type 4): the whole batch, after 0x00 */
     size_t o = 0, l = 0;
-    CHECK(!ref_body((const uint8_t *)"hello", 5, &o, &l));
+    CHECK(!jref_body((const uint8_t *)"hello", 5, &o, &l));
     uint8_t h1[32], h[32];
     static const uint8_t whole = 0x00;
     sha256_cat(h1, 3, body, (size_t)76, &whole, (size_t)1, body + 76, (size_t)5);
@@ -466,7 +403,7 @@ static void test_format(void)
     /* record 3 holds a SignedBatch: its body is replaced by its digest, after 0x01, offset, length */
     const uint8_t *body3 = f2 + r2 + FRAME, *batch3 = body3 + BODY_FIXED + 12;
     CHECK(rd64(body3) == 3 && rd32(body3 + BODY_FIXED + 8) == sblen && memcmp(batch3, sb, sblen) == 0);
-    CHECK(ref_body(batch3, sblen, &o, &l) && o == boff && l == 3000);
+    CHECK(jref_body(batch3, sblen, &o, &l) && o == boff && l == 3000);
     uint8_t mid[9] = { 0x01 };
     wr32(mid + 1, (uint32_t)boff);
     wr32(mid + 5, 3000);
@@ -1163,7 +1100,7 @@ static void append_for(journal_t *j, uint64_t seq, int digest)
     size_t off = 0, bl = 0, n = batch_for(seq, batch);
     uint64_t hs = 0;
     char err[1024] = "";
-    int has = ref_body(batch, n, &off, &bl);
+    int has = jref_body(batch, n, &off, &bl);
     if (has) sha256(batch + off, bl, dig);
     tb_err_t rc = journal_append(j, "110000", seq * 10, "320000", batch, n, digest && has ? dig : NULL, &hs, err,
                                  sizeof err);
@@ -1305,7 +1242,7 @@ static void test_v2_digest(void)
     static const int has_body[NB] = { 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1 };
     for (int i = 0; i < NB; i++) {
         size_t bo = 0, bl = 0;
-        CHECK_MSG(ref_body(bs[i], lens[i], &bo, &bl) == has_body[i], "batch %d", i);
+        CHECK_MSG(jref_body(bs[i], lens[i], &bo, &bl) == has_body[i], "batch %d", i);
         if (i == 6) CHECK(bo == 50 + 136 + 2 + 2 && bl == 70);
         /* where the view succeeds it finds the same body (journal.h), so the digest is taken */
         tb_signed_batch_view_t v;
@@ -1318,7 +1255,7 @@ static void test_v2_digest(void)
         const uint8_t *b = bs[i % NB];
         size_t n = lens[i % NB], bo = 0, bl = 0;
         uint8_t dig[32];
-        int has = ref_body(b, n, &bo, &bl);
+        int has = jref_body(b, n, &bo, &bl);
         if (has) sha256(b + bo, bl, dig);
         CHECK(journal_append(j, "110000", (uint64_t)i + 1, "320000", b, n, has && i < NB ? dig : NULL, NULL, err,
                              sizeof err) == TB_OK);
@@ -1423,8 +1360,8 @@ static void test_v2_tamper(void)
     memcpy(p, pad, 66), p += 66, memcpy(p, "\x0a\x64", 2), p += 2, memcpy(p, b2, 100), p += 100;
     memcpy(p, "\x12\x40", 2), p += 2, fill(p, 64, 4);
     size_t o1 = 0, l1 = 0, o2 = 0, l2 = 0;
-    CHECK(ref_body(raw1, 270, &o1, &l1) && o1 == 2 && l1 == 100);
-    CHECK(ref_body(raw2, 270, &o2, &l2) && o2 == 104 && l2 == 100);
+    CHECK(jref_body(raw1, 270, &o1, &l1) && o1 == 2 && l1 == 100);
+    CHECK(jref_body(raw2, 270, &o2, &l2) && o2 == 104 && l2 == 100);
     uint8_t n1[32], n2[32];
     sha256_cat(n1, 3, raw1, o1, d1, (size_t)32, raw1 + o1 + l1, 270 - o1 - l1);
     sha256_cat(n2, 3, raw2, o2, d2, (size_t)32, raw2 + o2 + l2, 270 - o2 - l2);
