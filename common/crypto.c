@@ -475,10 +475,8 @@ static tb_err_t cert_wrap(X509 *x, const char *source, tb_cert_t **out, char *er
     }
 
     int derlen = i2d_X509(self->x509, &der);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (derlen <= 0 || EVP_Digest(der, (size_t)derlen, md, &mdlen, EVP_sha256(), NULL) != 1
-        || mdlen != 32) {
+    unsigned char md[TB_SHA256_LEN];
+    if (derlen <= 0 || tb_sha256(der, (size_t)derlen, md) != TB_OK) {
         tb_seterr(err, errlen, "%s: cannot hash certificate (%s)", source,
                tb_ossl_reason(reason, sizeof reason));
         goto fail;

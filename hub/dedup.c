@@ -1,7 +1,8 @@
 /* dedup.c -- per-sender memory of accepted batch seqs (see dedup.h). */
 #include "dedup.h"
 
-#include <openssl/evp.h>
+#include "crypto.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,11 +31,9 @@ void dedup_destroy(dedup_t **self)
 
 void dedup_digest(const uint8_t *sig, size_t len, uint8_t out[16])
 {
-    uint8_t full[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (EVP_Digest(sig, len, full, &n, EVP_sha256(), NULL) != 1) n = 0;
+    uint8_t full[TB_SHA256_LEN];
     memset(out, 0, 16);
-    memcpy(out, full, n < 16 ? n : 16);
+    if (tb_sha256(sig, len, full) == TB_OK) memcpy(out, full, 16);
 }
 
 /* Smallest seq still in the ring (0 if empty). */
