@@ -19,7 +19,7 @@ enum {
     M_BATCHES_SENT, M_RECORDS_SENT, M_ACKS, M_NACKS, M_BATCHES_APPLIED, M_RECORDS_APPLIED,
     M_DUPLICATES, M_REJECTED_IN, M_PG_ERRORS, M_OUTBOX_UNACKED, M_HUB_CONNECTED, M_PG_CONNECTED,
     M_APPLY_SECONDS, M_CERT_DAYS, M_START_TIME, M_BUILD_INFO, M_HUB_FAILOVERS, M_DELIVERIES_PARKED,
-    M_PARKED_APPLIED, M_COUNT
+    M_PARKED_APPLIED, M_OUTBOX_COMPACTIONS, M_OUTBOX_VACUUMS, M_COUNT
 };
 
 static const struct {
@@ -58,6 +58,10 @@ static const struct {
                               "Refused deliveries parked in tongban.refused_deliveries and acked (tbctl node refused)." },
     [M_PARKED_APPLIED] = { "tongban_node_parked_applied_total", TB_METRIC_COUNTER,
                            "Parked deliveries applied by a retry (or found already applied) and removed." },
+    [M_OUTBOX_COMPACTIONS] = { "tongban_node_outbox_compactions_total", TB_METRIC_COUNTER,
+                               "Times the empty outbox was truncated to drop the dead rows of taken changes." },
+    [M_OUTBOX_VACUUMS] = { "tongban_node_outbox_vacuums_total", TB_METRIC_COUNTER,
+                           "VACUUMs of the outbox and signed batches started by the node during a sustained load." },
 };
 
 static const double apply_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
@@ -172,6 +176,8 @@ tb_err_t node_metrics_render(node_metrics_t *self, const node_stats_t *s, const 
     SET(M_REJECTED_IN, NULL, s->rejected_in);
     SET(M_DELIVERIES_PARKED, NULL, s->deliveries_parked);
     SET(M_PARKED_APPLIED, NULL, s->parked_applied);
+    SET(M_OUTBOX_COMPACTIONS, NULL, s->outbox_compactions);
+    SET(M_OUTBOX_VACUUMS, NULL, s->outbox_vacuums);
     SET(M_PG_ERRORS, NULL, s->pg_errors);
     SET(M_OUTBOX_UNACKED, NULL, g->outbox_unacked);
     SET(M_HUB_CONNECTED, NULL, g->hub_connected != 0);

@@ -247,6 +247,7 @@ static void store_lost(node_t *self, const char *what, const char *err)
     tb_log(TB_LOG_ERROR, comp, "postgresql_error", "node=%s during=%s error=%s", self->cfg->id, what,
            tb_log_quote(err, q, sizeof q));
     tb_store_destroy(&self->store);
+    self->vacuuming = 0;                 /* its connection went with the store */
     self->pg_retry_ms = tb_now_ms() + PG_RETRY_MS;
 }
 
@@ -479,6 +480,8 @@ static long cut_batch(node_t *self, const char *dest)
     signed_bytes = NULL;
     self->stats.batches_sent++;
     self->stats.records_sent += n;
+    self->taken_since_compact += n;
+    self->taken_since_vacuum += n;
     tb_log(TB_LOG_DEBUG, comp, "batch_cut", "node=%s seq=%llu dest=%s entries=%zu", self->cfg->id,
            (unsigned long long)seq, dest, n);
     taken = (long)n;
@@ -492,6 +495,54 @@ done:
     free(signed_bytes);
     tb_store_free_outrows(rows, n);
     return taken;
+}
+
+/* Keeping the outbox's table small (store.h): an empty outbox is
+ * truncated once OUTBOX_COMPACT_ROWS were taken from it (~40 dead index
+ * pages; tried at most every OUTBOX_COMPACT_RETRY_MS while applications
+ * keep it locked), and under a sustained load, when it is never empty,
+ * VACUUM runs on a second connection every OUTBOX_VACUUM_ROWS taken. */
+#define OUTBOX_COMPACT_ROWS 10000
+#define OUTBOX_COMPACT_RETRY_MS 1000
+#define OUTBOX_VACUUM_ROWS 50000
+
+static void outbox_upkeep(node_t *self, uint64_t now, int empty)
+{
+    char err[TB_ERRLEN], q[TB_ERRLEN + 8];
+    if (self->vacuuming) {
+        int r = tb_store_vacuum_poll(self->store, err, sizeof err);
+        if (r > 0) return;               /* neither a second VACUUM nor a TRUNCATE while it runs */
+        self->vacuuming = 0;
+        if (r < 0)
+            tb_log(TB_LOG_WARN, comp, "outbox_vacuum_failed", "node=%s error=%s", self->cfg->id,
+                   tb_log_quote(err, q, sizeof q));
+    }
+    if (empty && self->taken_since_compact >= OUTBOX_COMPACT_ROWS &&
+        now - self->compact_try_ms >= OUTBOX_COMPACT_RETRY_MS) {
+        int done = 0;
+        self->compact_try_ms = now;
+        if (tb_store_outbox_compact(self->store, &done, err, sizeof err) != TB_OK) {
+            store_lost(self, "outbox_compact", err);
+            return;
+        }
+        if (done) {
+            tb_log(TB_LOG_DEBUG, comp, "outbox_compacted", "node=%s taken_since=%llu", self->cfg->id,
+                   (unsigned long long)self->taken_since_compact);
+            self->taken_since_compact = self->taken_since_vacuum = 0;
+            self->stats.outbox_compactions++;
+            return;
+        }
+    }
+    if (self->taken_since_vacuum >= OUTBOX_VACUUM_ROWS) {
+        self->taken_since_vacuum = 0;
+        if (tb_store_vacuum_start(self->store, err, sizeof err) != TB_OK) {
+            tb_log(TB_LOG_WARN, comp, "outbox_vacuum_failed", "node=%s error=%s", self->cfg->id,
+                   tb_log_quote(err, q, sizeof q));
+            return;
+        }
+        self->vacuuming = 1;
+        self->stats.outbox_vacuums++;
+    }
 }
 
 /* Cuts batches from the outbox while the window has room. */
@@ -515,6 +566,7 @@ static void cut_batches(node_t *self, uint64_t now)
         if (self->npend >= (size_t)self->cfg->batch_window) more = 1;
     }
     tb_store_free_strings(dests, nd);
+    if (self->store) outbox_upkeep(self, now, nd == 0);
     self->outbox_dirty = more;
     self->batch_deadline = 0;
     pump(self, now);
@@ -1132,6 +1184,7 @@ tb_err_t node_run(node_t *self, volatile sig_atomic_t *stop, volatile sig_atomic
 {
     uint64_t now = tb_now_ms();
     self->started_ms = self->last_stats_ms = now;
+    self->taken_since_compact = OUTBOX_COMPACT_ROWS;   /* dead rows from before a restart: at the first idle moment */
     tb_log(TB_LOG_INFO, comp, "started", "node=%s hub=%s hubs=%zu alg=%s version=%s", self->cfg->id,
            self->cfg->hub_endpoints[self->ep], self->cfg->hub_endpoint_count, tb_alg_name(tb_signer_alg(self->signer)), TB_VERSION_STRING);
     send_hello(self, now);

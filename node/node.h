@@ -38,6 +38,8 @@ typedef struct {
     unsigned long pg_errors, dead_letters;
     unsigned long deliveries_parked;   /* refused deliveries parked in tongban.refused_deliveries and acked */
     unsigned long parked_applied;      /* parked deliveries applied by a retry (or found already applied) */
+    unsigned long outbox_compactions;  /* empty outbox truncated (tb_store_outbox_compact) */
+    unsigned long outbox_vacuums;      /* VACUUMs of the outbox started (tb_store_vacuum_start) */
     unsigned long long apply_ms_total;
 } node_stats_t;
 void node_get_stats(const node_t *self, node_stats_t *out);

@@ -69,6 +69,10 @@ struct node {
     size_t nacked;
     int outbox_dirty;
     uint64_t batch_deadline;      /* 0 = none */
+    uint64_t taken_since_compact; /* outbox rows taken since the outbox was last truncated */
+    uint64_t compact_try_ms;      /* last attempt to truncate the empty outbox */
+    uint64_t taken_since_vacuum;  /* outbox rows taken since the last VACUUM was started */
+    int vacuuming;                /* a VACUUM runs on the store's maintenance connection */
     uint64_t ooo_resend_ms;       /* last resend of everything after Nack out_of_order */
     node_stats_t stats;
     uint64_t last_ack_ms;         /* monotonic time of the last Ack from the hub */

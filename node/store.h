@@ -85,6 +85,21 @@ typedef struct {
  * of malloc'ed strings; free with tb_store_free_strings). A loose index scan
  * over outbox(dest, id): O(destinations), not O(backlog). */
 tb_err_t tb_store_outbox_dests(tb_store_t *self, char ***dests, size_t *n, char *err, size_t errlen);
+
+/* Empties the outbox's table files (TRUNCATE) when the outbox is empty and
+ * no transaction is using it, so taken rows stop costing index walks before
+ * VACUUM gets to them. *done = 1 if it did; 0 (TB_OK) if rows are waiting
+ * or a transaction holds a lock on the outbox -- it never waits. */
+tb_err_t tb_store_outbox_compact(tb_store_t *self, int *done, char *err, size_t errlen);
+
+/* Starts VACUUM of the outbox and the signed batches on a second
+ * connection (opened on first use) and returns at once; poll with
+ * tb_store_vacuum_poll until it returns 0 before starting another.
+ * Errors: TB_ERR_UNAVAILABLE (cannot connect), TB_ERR_DB. */
+tb_err_t tb_store_vacuum_start(tb_store_t *self, char *err, size_t errlen);
+/* 1 while the VACUUM runs, 0 when it has finished (or none was started),
+ * -1 (err filled) if it failed; never blocks. */
+int tb_store_vacuum_poll(tb_store_t *self, char *err, size_t errlen);
 void tb_store_free_strings(char **v, size_t n);
 
 /* The byte budget of a batch (0: TB_STORE_BATCH_MAX_BYTES): tb_store_batch_begin

@@ -1303,6 +1303,58 @@ static void test_dests(tb_store_t *s)
     sql("DELETE FROM tongban.outbox");
 }
 
+/* The empty outbox is truncated, never one with rows, and never while a
+ * transaction has written to it uncommitted: the call gives up at once and
+ * the row survives. The id sequence goes on across the truncation. */
+static void test_outbox_compact(tb_store_t *s)
+{
+    char err[512] = "";
+    int done = -1;
+    static const char ins[] = "INSERT INTO tongban.outbox (dest, op, catalog, key, body, version, origin, hlc)"
+                              " VALUES ('B', 'U', 'c', 'compact', '{}', 1, 'nodeA', 1)";
+    sql("DELETE FROM tongban.outbox");
+    sql(ins);
+    CHECK_MSG(tb_store_outbox_compact(s, &done, err, sizeof err) == TB_OK && done == 0, "%s", err);
+    CHECK(count_outbox("B") == 1);
+    long long max_id = qint0("SELECT max(id) FROM tongban.outbox");
+    sql("DELETE FROM tongban.outbox");
+    /* an application's capture, not committed yet */
+    sql("BEGIN");
+    sql(ins);
+    long long node0 = qint0("SELECT pg_relation_filenode('tongban.outbox')");
+    CHECK_MSG(tb_store_outbox_compact(s, &done, err, sizeof err) == TB_OK && done == 0, "%s", err);
+    sql("COMMIT");
+    CHECK(count_outbox("B") == 1);
+    CHECK(qint0("SELECT pg_relation_filenode('tongban.outbox')") == node0);
+    sql("DELETE FROM tongban.outbox");
+    CHECK_MSG(tb_store_outbox_compact(s, &done, err, sizeof err) == TB_OK && done == 1, "%s", err);
+    CHECK(qint0("SELECT pg_relation_filenode('tongban.outbox')") != node0);
+    CHECK(qint0("SELECT count(*) FROM tongban.outbox") == 0);
+    sql(ins);
+    CHECK(qint0("SELECT min(id) FROM tongban.outbox") > max_id + 1);
+    sql("DELETE FROM tongban.outbox");
+
+    /* VACUUM on the maintenance connection: returns at once, polled to the end */
+    static const char vacs[] = "SELECT vacuum_count FROM pg_stat_user_tables"
+                               " WHERE schemaname = 'tongban' AND relname = 'outbox'";
+    sql("SELECT pg_stat_clear_snapshot()");
+    long long v0 = qint0(vacs);
+    CHECK(tb_store_vacuum_poll(s, err, sizeof err) == 0);   /* none started */
+    for (int round = 0; round < 2; round++) {               /* the second reuses the connection */
+        CHECK_MSG(tb_store_vacuum_start(s, err, sizeof err) == TB_OK, "%s", err);
+        int r = 1;
+        for (int i = 0; i < 1000 && r == 1; i++) {
+            r = tb_store_vacuum_poll(s, err, sizeof err);
+            if (r == 1) poll(NULL, 0, 10);
+        }
+        CHECK_MSG(r == 0, "vacuum poll %d: %s", r, err);
+    }
+    sql("SELECT pg_stat_clear_snapshot()");
+    CHECK_MSG(qint0(vacs) == v0 + 2, "vacuum_count %lld, was %lld", qint0(vacs), v0);
+    /* the node's own connection was not disturbed */
+    CHECK_MSG(tb_store_outbox_compact(s, &done, err, sizeof err) == TB_OK, "%s", err);
+}
+
 /* Several nodes' first start on one empty database at once: the advisory
  * lock serialises the migrations (without it CREATE SCHEMA races). */
 static void test_concurrent_first_start(void)
@@ -1724,6 +1776,7 @@ int main(void)
         test_status(s);
         test_refused(s);
         test_dests(s);
+        test_outbox_compact(s);
         if (!getenv("TB_TEST_NO_BENCH")) {
             bench(s);
             bench2(s);
