@@ -121,6 +121,15 @@ typedef struct {
     long batch_window;                    /* batch.window 1..1024, default 8                 */
     long poll_ms;                         /* batch.poll_ms 10..600000, default 1000          */
     long resend_ms;                       /* batch.resend_ms 100..3600000, default 5000      */
+    /* retention.*: the housekeeping of the tables that grow with traffic
+     * (node/housekeep.h); the *_days are 0..36500, 0 = keep forever */
+    long retention_inbox_days;            /* retention.inbox_days, default 30                */
+    long retention_tombstone_days;        /* retention.tombstone_days, default 30            */
+    long retention_events_days;           /* retention.events_days, default 30               */
+    long retention_idle_cursor_days;      /* retention.events_idle_cursor_days, default 0:
+                                             a cursor idle this long stops holding events  */
+    long retention_dead_letters_days;     /* retention.dead_letters_applied_days, default 30 */
+    long retention_interval_s;            /* retention.interval_s 10..86400, default 300     */
     char http_listen[64];                 /* http.listen  as for the hub; "" = disabled      */
     char api_listen[TB_PATH_MAX + 8];     /* api.listen  client API endpoint: ipc:///PATH or
                                              tcp://HOST:PORT; "" = the default (see

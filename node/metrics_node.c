@@ -19,7 +19,7 @@ enum {
     M_BATCHES_SENT, M_RECORDS_SENT, M_ACKS, M_NACKS, M_BATCHES_APPLIED, M_RECORDS_APPLIED,
     M_DUPLICATES, M_REJECTED_IN, M_PG_ERRORS, M_OUTBOX_UNACKED, M_HUB_CONNECTED, M_PG_CONNECTED,
     M_APPLY_SECONDS, M_CERT_DAYS, M_START_TIME, M_BUILD_INFO, M_HUB_FAILOVERS, M_DELIVERIES_PARKED,
-    M_PARKED_APPLIED, M_OUTBOX_COMPACTIONS, M_OUTBOX_VACUUMS, M_COUNT
+    M_PARKED_APPLIED, M_PRUNED_ROWS, M_HOUSEKEEP_ERRORS, M_OUTBOX_COMPACTIONS, M_OUTBOX_VACUUMS, M_COUNT
 };
 
 static const struct {
@@ -58,6 +58,10 @@ static const struct {
                               "Refused deliveries parked in tongban.refused_deliveries and acked (tbctl node refused)." },
     [M_PARKED_APPLIED] = { "tongban_node_parked_applied_total", TB_METRIC_COUNTER,
                            "Parked deliveries applied by a retry (or found already applied) and removed." },
+    [M_PRUNED_ROWS] = { "tongban_node_pruned_rows_total", TB_METRIC_COUNTER,
+                        "Rows deleted by the retention housekeeping (retention.* in node.yaml), by table." },
+    [M_HOUSEKEEP_ERRORS] = { "tongban_node_housekeeping_errors_total", TB_METRIC_COUNTER,
+                             "Housekeeping statements that failed (the pass is tried again an interval later)." },
     [M_OUTBOX_COMPACTIONS] = { "tongban_node_outbox_compactions_total", TB_METRIC_COUNTER,
                                "Times the empty outbox was truncated to drop the dead rows of taken changes." },
     [M_OUTBOX_VACUUMS] = { "tongban_node_outbox_vacuums_total", TB_METRIC_COUNTER,
@@ -107,6 +111,11 @@ tb_err_t node_metrics_new(const tb_node_config_t *cfg, node_metrics_t **out, cha
         if ((rc = tb_metrics_touch(self->m, M_NACKS, l)) != TB_OK) goto fail;
     }
     if ((rc = tb_metrics_touch(self->m, M_APPLY_SECONDS, NULL)) != TB_OK) goto fail;
+    for (int t = 0; t < TB_HK_TABLES; t++) {
+        tb_metrics_labels(l, sizeof l, "table", tb_housekeep_table_name(t), (char *)NULL);
+        if ((rc = tb_metrics_touch(self->m, M_PRUNED_ROWS, l)) != TB_OK) goto fail;
+    }
+    if ((rc = tb_metrics_touch(self->m, M_HOUSEKEEP_ERRORS, NULL)) != TB_OK) goto fail;
     if (cfg->http_listen[0]) {
         if (!tb_config_parse_http_listen(cfg->http_listen, host, sizeof host, &port)) {
             snprintf(err, errlen, "http.listen: expected HOST:PORT, got \"%s\"", cfg->http_listen);
@@ -184,6 +193,15 @@ tb_err_t node_metrics_render(node_metrics_t *self, const node_stats_t *s, const 
     SET(M_PG_CONNECTED, NULL, g->pg_connected != 0);
     SET(M_HUB_FAILOVERS, NULL, g->hub_failovers);
     if (g->cert) SET(M_CERT_DAYS, NULL, tb_cert_days_left(g->cert));
+    if (g->housekeep) {
+        tb_housekeep_counters_t hk;
+        tb_housekeep_counters(g->housekeep, &hk);
+        for (int t = 0; t < TB_HK_TABLES; t++) {
+            tb_metrics_labels(l, sizeof l, "table", tb_housekeep_table_name(t), (char *)NULL);
+            SET(M_PRUNED_ROWS, l, hk.pruned[t]);
+        }
+        SET(M_HOUSEKEEP_ERRORS, NULL, hk.errors);
+    }
     SET(M_START_TIME, NULL, self->started);
     tb_metrics_labels(l, sizeof l, "version", TB_VERSION_STRING, "node", self->id, (char *)NULL);
     SET(M_BUILD_INFO, l, 1);

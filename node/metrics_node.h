@@ -26,6 +26,9 @@
  *                                          the count lives in the loop, not node_stats_t)
  *   tongban_node_apply_seconds             histogram: time to apply one delivery (node_metrics_apply)
  *   tongban_node_cert_days_left            gauge: days until this node's certificate expires
+ *   tongban_node_pruned_rows_total{table}  rows deleted by the retention housekeeping (node_gauges_t:
+ *                                          its counters, housekeep.h)
+ *   tongban_node_housekeeping_errors_total housekeeping statements that failed (likewise)
  *   process_start_time_seconds             gauge
  *   tongban_node_build_info{version,node}  gauge, always 1
  * /healthz: 200 "ok" when PostgreSQL is connected and the hub has welcomed
@@ -39,6 +42,7 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "housekeep.h"
 #include "metrics.h"              /* tb_metrics_now() */
 #include "node.h"
 
@@ -51,6 +55,7 @@ typedef struct {
     size_t outbox_unacked;        /* node->npend */
     const tb_cert_t *cert;        /* this node's certificate, NULL: not shown */
     unsigned long hub_failovers;  /* counter: moves to the next hub endpoint (node->hub_failovers) */
+    const tb_housekeep_t *housekeep;  /* its counters (tb_housekeep_counters); NULL: shown as 0 */
 } node_gauges_t;
 
 /* Creates the registry and, when cfg->http_listen is set, starts the HTTP

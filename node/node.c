@@ -183,6 +183,7 @@ tb_err_t node_new(const tb_node_config_t *cfg, node_t **out, char *err, size_t e
         self->next_query_id = tb_now_ms() << 16;
     self->next_query_id >>= 1;          /* room to count up */
     if ((rc = node_metrics_new(cfg, &self->metrics, err, errlen)) != TB_OK) goto fail;
+    if ((rc = tb_housekeep_new(&self->housekeep)) != TB_OK) goto fail;
     rc = TB_ERR_IO;
     if (!self->ctx) {
         snprintf(err, errlen, "zeromq setup failed: %s", zmq_strerror(errno));
@@ -213,6 +214,7 @@ void node_destroy(node_t **selfp)
     node_t *self = selfp ? *selfp : NULL;
     if (!self) return;
     node_metrics_destroy(&self->metrics);
+    tb_housekeep_destroy(&self->housekeep);
     dealer_close(self);
     memset(self->curve_secret, 0, sizeof self->curve_secret);
     if (self->admin) zmq_close(self->admin);
@@ -1058,7 +1060,7 @@ static void on_timer(node_t *self, uint64_t now)
     api_timer(self->api, now);
     node_gauges_t g = { .hub_connected = self->welcomed, .pg_connected = self->store != NULL,
                         .outbox_unacked = self->npend, .cert = self->cert,
-                        .hub_failovers = self->hub_failovers };
+                        .hub_failovers = self->hub_failovers, .housekeep = self->housekeep };
     node_metrics_tick(self->metrics, &self->stats, &g);
     failover_check(self, now);
     if (!self->welcomed) {
@@ -1085,6 +1087,12 @@ static void on_timer(node_t *self, uint64_t now)
         self->outbox_dirty = 1;          /* catch anything a lost NOTIFY missed */
     }
     pump(self, now);
+    if (self->store && self->welcomed) {   /* retention: one bounded DELETE at most per turn */
+        char herr[TB_ERRLEN];
+        tb_err_t hrc = tb_housekeep_tick(self->housekeep, self->store, self->cfg, now, herr, sizeof herr);
+        if (hrc == TB_ERR_UNAVAILABLE) store_lost(self, "housekeep", herr);
+        else if (hrc != TB_OK) self->stats.pg_errors++;
+    }
     if (now - self->last_stats_ms >= STATS_EVERY_MS) {
         self->last_stats_ms = now;
         const node_stats_t *s = &self->stats;

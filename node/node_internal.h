@@ -8,6 +8,7 @@
 #include "api.h"
 #include "config.h"
 #include "crypto.h"
+#include "housekeep.h"
 #include "metrics_node.h"
 #include "node.h"
 #include "store.h"
@@ -77,6 +78,7 @@ struct node {
     node_stats_t stats;
     uint64_t last_ack_ms;         /* monotonic time of the last Ack from the hub */
     int64_t last_ack_wall_ms;
+    tb_housekeep_t *housekeep;    /* retention housekeeping (housekeep.c), from on_timer */
     node_metrics_t *metrics;      /* /metrics and /healthz (NULL: disabled) */
     /* operator channel */
     void *admin;

@@ -514,6 +514,11 @@ struct pg_conn *tb_store_conn(tb_store_t *self)
     return self ? self->conn : NULL;
 }
 
+tb_err_t tb_store_fail(tb_store_t *self, PGresult *res, const char *what, char *err, size_t errlen)
+{
+    return pg_fail(self, res, what, err, errlen);
+}
+
 void tb_store_destroy(tb_store_t **self)
 {
     if (!self || !*self)

@@ -10,6 +10,9 @@
  *   outbox(id, dest, op, catalog, key, body, version, origin, hlc)  -- written by triggers
  *   sent_batches(seq, dest, signed bytea, created_at)  -- signed, awaiting the hub's Ack
  *   inbox(sender, seq, applied_at)   -- (sender, seq) of every applied batch
+ *   inbox_watermarks(sender, seq, pruned_at)  -- highest seq pruned from the inbox per
+ *                                    sender; an inbox row at or below it is skipped
+ *                                    (already applied; store_prune.h)
  *   refused_batches(seq, dest, signed, reason, detail)  -- refused for good by the hub
  *   refused_deliveries(id, hub_seq, sender, seq, reason, delivery, retries, refused_at,
  *                      retried_at)  -- deliveries this node refused (store_refused.h)
@@ -27,8 +30,9 @@
  * (hlc = greatest(hlc, tombstone.hlc + 1)) and drops it, so a re-insert is
  * newer than the delete everywhere. A remote upsert that overtakes a
  * tombstone leaves it (dominated by the record, harmless). Tombstones are
- * kept until tb_store_purge_tombstones: an upsert delayed longer than that
- * retention could resurrect its key.
+ * kept until tb_store_purge_tombstones or the housekeeping
+ * (retention.tombstone_days, store_prune.h): an upsert delayed longer than
+ * that retention could resurrect its key.
  *
  * All SQL is parameterised. Functions return TB_OK or TB_ERR_DB (with the
  * PostgreSQL message in err) / TB_ERR_UNAVAILABLE when the connection is gone.
@@ -43,7 +47,7 @@
 #include "config.h"
 #include "tongban.pb-c.h"
 
-#define TB_SCHEMA_VERSION 10
+#define TB_SCHEMA_VERSION 11
 
 typedef struct tb_store tb_store_t;
 
@@ -57,6 +61,13 @@ void tb_store_destroy(tb_store_t **self);
 /* The store's PostgreSQL connection, for store_domain.c (NULL if none). */
 struct pg_conn;
 struct pg_conn *tb_store_conn(tb_store_t *self);
+
+/* For the store's sibling modules (store_prune.c): reports a failed
+ * statement as store.c does -- err = what + PostgreSQL's message and
+ * SQLSTATE, res cleared, an open transaction rolled back. Returns
+ * TB_ERR_UNAVAILABLE when the connection is gone, TB_ERR_DB otherwise. */
+struct pg_result;
+tb_err_t tb_store_fail(tb_store_t *self, struct pg_result *res, const char *what, char *err, size_t errlen);
 
 /* The connection's socket (for poll) and a drain of pending notifications:
  * returns how many NOTIFYs were consumed (0 if none), -1 if the connection broke. */

@@ -1226,6 +1226,36 @@ const tb_migration_t tb_store_migrations[] = {
      TRG_LICENCE_HOLDERS
      TRG_CHUNK_RULES},
 
+    /* Retention (store_prune.c, housekeep.c). The inbox is pruned, so it
+     * alone can no longer tell that a batch was applied: per sender, the
+     * highest seq pruned is kept as a watermark, and a BEFORE INSERT
+     * trigger skips an inbox row at or below it (RETURN NULL: the apply's
+     * ON CONFLICT DO NOTHING then reports it as a duplicate, the batch is
+     * not applied again). Only rows older than the retention are pruned,
+     * never a sender's newest, never one at or above the seq of a delivery
+     * of that sender still parked in refused_deliveries, so every seq at or
+     * below a watermark was applied or will never arrive. Applied dead
+     * letters are found by retried_at (an index of those only). */
+    {11, "retention: inbox watermarks per sender, applied dead letters by age",
+     "CREATE TABLE tongban.inbox_watermarks ("
+     "  sender text COLLATE \"C\" PRIMARY KEY,"
+     "  seq bigint NOT NULL,"
+     "  pruned_at timestamptz NOT NULL DEFAULT now());\n"
+     "CREATE FUNCTION tongban.inbox_watermark_check() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+     "DECLARE\n"
+     "  w bigint;\n"
+     "BEGIN\n"
+     "  SELECT m.seq INTO w FROM tongban.inbox_watermarks m WHERE m.sender = NEW.sender COLLATE \"C\";\n"
+     "  IF w IS NOT NULL AND NEW.seq <= w THEN\n"
+     "    RAISE NOTICE 'inbox: batch %/% is at or below the watermark % of its pruned inbox rows: already applied',\n"
+     "      NEW.sender, NEW.seq, w;\n"
+     "    RETURN NULL;\n"
+     "  END IF;\n"
+     "  RETURN NEW;\n"
+     "END $$;\n"
+     "CREATE TRIGGER inbox_watermark BEFORE INSERT ON tongban.inbox\n"
+     "  FOR EACH ROW EXECUTE FUNCTION tongban.inbox_watermark_check();\n"
+     "CREATE INDEX dead_letters_applied ON tongban.dead_letters (retried_at) WHERE status = 'applied';\n"},
 };
 
 const size_t tb_store_migration_count = sizeof tb_store_migrations / sizeof tb_store_migrations[0];

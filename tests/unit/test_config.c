@@ -121,6 +121,9 @@ static void test_examples(void)
     CHECK(strncmp(node.pg_conninfo, "host=/var/run/postgresql dbname=tongban", 39) == 0);
     CHECK(node.batch_max_entries == 1000 && node.batch_max_delay_ms == 20);
     CHECK(node.batch_window == 8 && node.poll_ms == 1000 && node.resend_ms == 5000);
+    CHECK(node.retention_inbox_days == 30 && node.retention_tombstone_days == 30 && node.retention_events_days == 30);
+    CHECK(node.retention_idle_cursor_days == 0 && node.retention_dead_letters_days == 30);
+    CHECK(node.retention_interval_s == 300);
     CHECK(node.route_count == 3);
     if (node.route_count == 3) {
         CHECK(strcmp(node.routes[0].catalog, "enterprise_registry") == 0);
@@ -164,6 +167,10 @@ static void test_minimal(void)
     CHECK(strcmp(node.hub_endpoint, "tcp://[2001:db8::1]:7400") == 0);
     CHECK(node.batch_max_entries == 1000 && node.batch_max_delay_ms == 20 && node.batch_window == 8);
     CHECK(node.poll_ms == 1000 && node.resend_ms == 5000);
+    /* retention: absent, the defaults */
+    CHECK(node.retention_inbox_days == 30 && node.retention_tombstone_days == 30 && node.retention_events_days == 30);
+    CHECK(node.retention_idle_cursor_days == 0 && node.retention_dead_letters_days == 30);
+    CHECK(node.retention_interval_s == 300);
     CHECK(strcmp(node.log.level, "info") == 0 && strcmp(node.log.format, "logfmt") == 0);
     CHECK(node.route_count == 0 && node.routes == NULL);
     tb_node_config_free(&node);
@@ -559,6 +566,59 @@ static void test_generated(void)
 
 /* Random mutations of the examples: any result but a crash, a leak or a
  * malformed error line. */
+/* retention.*: values within range load, 0 is "keep forever", every key
+ * out of range or of the wrong type is an error naming file, line and key. */
+static void test_retention(void)
+{
+    char path[1024];
+    char *s = concat(node_ok,
+                     "retention:\n"
+                     "  inbox_days: 7\n"
+                     "  tombstone_days: 0\n"
+                     "  events_days: 36500\n"
+                     "  events_idle_cursor_days: 90\n"
+                     "  dead_letters_applied_days: 1\n"
+                     "  interval_s: 10\n");
+    write_file("ret.yaml", s, strlen(s));
+    free(s);
+    snprintf(path, sizeof path, "%s/ret.yaml", tmp);
+    tb_node_config_t cfg;
+    tb_config_errors_t errs = { 0 };
+    CHECK(tb_node_config_load(path, &cfg, &errs) == TB_OK);
+    if (errs.count) dump("ret.yaml", &errs);
+    CHECK(cfg.retention_inbox_days == 7 && cfg.retention_tombstone_days == 0);
+    CHECK(cfg.retention_events_days == 36500 && cfg.retention_idle_cursor_days == 90);
+    CHECK(cfg.retention_dead_letters_days == 1 && cfg.retention_interval_s == 10);
+    tb_node_config_free(&cfg);
+    tb_config_errors_free(&errs);
+
+    /* the node_ok part is 4 lines: retention: is line 5 */
+    s = concat(node_ok,
+               "retention:\n"
+               "  inbox_days: -1\n"
+               "  tombstone_days: 36501\n"
+               "  events_days: 1e3\n"
+               "  events_idle_cursor_days: \"7\"\n"
+               "  dead_letters_applied_days: 99999999999999999999\n"
+               "  interval_s: 9\n"
+               "  keep: forever\n");
+    expect_tmp(NODE, "ret_bad.yaml", s, TB_ERR_CONFIG,
+               ERRS("6: retention.inbox_days: must be between 0 and 36500",
+                    "7: retention.tombstone_days: must be between 0 and 36500",
+                    "8: retention.events_days: expected an integer",
+                    "9: retention.events_idle_cursor_days: expected an integer",
+                    "10: retention.dead_letters_applied_days: must be between 0 and 36500",
+                    "11: retention.interval_s: must be between 10 and 86400",
+                    "12: retention.keep: unknown key"));
+    free(s);
+    s = concat(node_ok, "retention:\n  interval_s: 86401\n");
+    expect_tmp(NODE, "ret_iv.yaml", s, TB_ERR_CONFIG, ERRS("6: retention.interval_s: must be between 10 and 86400"));
+    free(s);
+    s = concat(node_ok, "retention: 30\n");
+    expect_tmp(NODE, "ret_scalar.yaml", s, TB_ERR_CONFIG, ERRS("5: retention: expected a mapping"));
+    free(s);
+}
+
 static void test_mutations(void)
 {
     static const char *const names[] = { "hub.yaml", "node.yaml" };
@@ -694,6 +754,7 @@ int main(void)
     test_minimal();
     test_broken_files();
     test_generated();
+    test_retention();
     test_mutations();
     tbtest_rmtree(tmp);
     return tbtest_done("test_config");

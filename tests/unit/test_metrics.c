@@ -554,6 +554,11 @@ static void test_node_metrics(void)
     CHECK(sample(text, "process_start_time_seconds") > 1.6e9);
     CHECK(strstr(text, "tongban_node_build_info{version=\"") != NULL);
     CHECK(strstr(text, "# TYPE tongban_node_apply_seconds histogram\n") != NULL);
+    /* the housekeeping's series exist from the start (no counters given: 0) */
+    CHECK(sample(text, "tongban_node_pruned_rows_total{table=\"inbox\"}") == 0);
+    CHECK(sample(text, "tongban_node_pruned_rows_total{table=\"dead_letter_batches\"}") == 0);
+    CHECK(strstr(text, "# TYPE tongban_node_pruned_rows_total counter\n") != NULL);
+    CHECK(sample(text, "tongban_node_housekeeping_errors_total") == 0);
     free(text);
 
     char why[128];
