@@ -1283,7 +1283,7 @@ const tb_stmt_t tb_store_stmts[S__COUNT] = {
      * ones pay a conversion to text, so ordinary rows cost one window sum.
      * Only the node deletes outbox rows; the caller's transaction
      * commits the deletion together with the signed batch. The rows come
-     * back in no particular order: store.c sorts them by id. */
+     * back in no particular order: store_outbox.c sorts them by id. */
     [S_OUTBOX_TAKE] = {"tb_outbox_take",
         "WITH d AS (DELETE FROM tongban.outbox"
         "  WHERE ctid = ANY (ARRAY (SELECT w.ctid FROM"

@@ -1,6 +1,8 @@
 /* store_schema.h -- the SQL text of the node's PostgreSQL store: the
  * versioned schema migrations and the statements store.c prepares once per
- * connection. Only store.c uses it; the C logic lives there. */
+ * connection. Only the store's modules use it (store.c, and through
+ * store_internal.h store_outbox.c and store_apply.c); the C logic lives
+ * there. */
 #ifndef TB_STORE_SCHEMA_H
 #define TB_STORE_SCHEMA_H
 

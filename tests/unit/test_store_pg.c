@@ -1,4 +1,4 @@
-/* test_store_pg.c -- node/store.c against a real PostgreSQL (tests/lib/with-pg.sh):
+/* test_store_pg.c -- the node store (node/store*.c) against a real PostgreSQL (tests/lib/with-pg.sh):
  * migrations, node claim, capture triggers, batches, acks, idempotent LWW apply,
  * and node/store_refused.c: parked deliveries. */
 #include <inttypes.h>
