@@ -4,7 +4,6 @@
  * are migration 11 in store_schema.c. */
 #include "store_prune.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <string.h>
 
 #include "errbuf.h"
+#include "store_internal.h"
 
 #define CUTOFF(p) "now() - make_interval(days => " p "::int)"
 
@@ -93,17 +93,6 @@ static const char sql_events_holder[] =
     " SELECT c.name, c.last_id FROM c"
     "  WHERE (SELECT e.at FROM tongban.events e WHERE e.id > c.last_id ORDER BY e.id LIMIT 1) < " CUTOFF("$1");
 
-static int parse_i64(const char *s, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
-        return -1;
-    *out = (int64_t)v;
-    return 0;
-}
-
 /* The store's connection, idle; NULL with err filled and *rc set otherwise. */
 static PGconn *idle_conn(tb_store_t *st, const char *what, tb_err_t *rc, char *err, size_t errlen)
 {
@@ -154,7 +143,7 @@ static tb_err_t run_counts(tb_store_t *st, const char *what, const char *sql, in
     PGresult *res = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 2)
         return tb_store_fail(st, res, what, err, errlen);
-    if (parse_i64(PQgetvalue(res, 0, 0), &va) != 0 || parse_i64(PQgetvalue(res, 0, 1), &vb) != 0) {
+    if (store_parse_i64(PQgetvalue(res, 0, 0), &va) != 0 || store_parse_i64(PQgetvalue(res, 0, 1), &vb) != 0) {
         PQclear(res);
         tb_seterr_line(err, errlen, "%s: unexpected result", what);
         return TB_ERR_DB;
@@ -167,10 +156,10 @@ static tb_err_t run_counts(tb_store_t *st, const char *what, const char *sql, in
     return TB_OK;
 }
 
-tb_err_t tb_store_prune_inbox(tb_store_t *st, long days, size_t limit, int64_t *pruned, char *err,
-                              size_t errlen)
+/* One chunk of a table pruned by age alone: sql takes $1 days, $2 limit. */
+static tb_err_t prune_by_age(tb_store_t *st, const char *what, const char *sql, long days, size_t limit,
+                             int64_t *pruned, char *err, size_t errlen)
 {
-    const char *what = "prune inbox";
     char d[24], l[24];
     if (pruned)
         *pruned = 0;
@@ -180,23 +169,19 @@ tb_err_t tb_store_prune_inbox(tb_store_t *st, long days, size_t limit, int64_t *
     snprintf(d, sizeof d, "%ld", days);
     snprintf(l, sizeof l, "%zu", limit);
     const char *vals[2] = {d, l};
-    return run_counts(st, what, sql_inbox, 2, vals, pruned, NULL, err, errlen);
+    return run_counts(st, what, sql, 2, vals, pruned, NULL, err, errlen);
+}
+
+tb_err_t tb_store_prune_inbox(tb_store_t *st, long days, size_t limit, int64_t *pruned, char *err,
+                              size_t errlen)
+{
+    return prune_by_age(st, "prune inbox", sql_inbox, days, limit, pruned, err, errlen);
 }
 
 tb_err_t tb_store_prune_tombstones(tb_store_t *st, long days, size_t limit, int64_t *pruned, char *err,
                                    size_t errlen)
 {
-    const char *what = "prune tombstones";
-    char d[24], l[24];
-    if (pruned)
-        *pruned = 0;
-    tb_err_t rc = args_ok(what, days, limit, err, errlen);
-    if (rc != TB_OK)
-        return rc;
-    snprintf(d, sizeof d, "%ld", days);
-    snprintf(l, sizeof l, "%zu", limit);
-    const char *vals[2] = {d, l};
-    return run_counts(st, what, sql_tombstones, 2, vals, pruned, NULL, err, errlen);
+    return prune_by_age(st, "prune tombstones", sql_tombstones, days, limit, pruned, err, errlen);
 }
 
 tb_err_t tb_store_prune_events(tb_store_t *st, long days, long idle_days, size_t limit, int64_t *pruned,
@@ -265,7 +250,7 @@ tb_err_t tb_store_events_holder(tb_store_t *st, long days, long idle_days, char 
     if (PQntuples(res) == 1) {
         if (cursor && len)
             snprintf(cursor, len, "%s", PQgetvalue(res, 0, 0));
-        if (parse_i64(PQgetvalue(res, 0, 1), last_id) != 0)
+        if (store_parse_i64(PQgetvalue(res, 0, 1), last_id) != 0)
             *last_id = 0;
     }
     PQclear(res);
@@ -289,7 +274,7 @@ tb_err_t tb_store_inbox_watermark(tb_store_t *st, const char *sender, int64_t *s
                                  1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
         return tb_store_fail(st, res, what, err, errlen);
-    if (parse_i64(PQgetvalue(res, 0, 0), seq) != 0)
+    if (store_parse_i64(PQgetvalue(res, 0, 0), seq) != 0)
         *seq = 0;
     PQclear(res);
     return TB_OK;
