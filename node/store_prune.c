@@ -156,32 +156,35 @@ static tb_err_t run_counts(tb_store_t *st, const char *what, const char *sql, in
     return TB_OK;
 }
 
-/* One chunk of a table pruned by age alone: sql takes $1 days, $2 limit. */
+/* One chunk of a table pruned by age alone: sql takes $1 days, $2 limit
+ * and returns the counts run_counts reads into *a and *b (either NULL). */
 static tb_err_t prune_by_age(tb_store_t *st, const char *what, const char *sql, long days, size_t limit,
-                             int64_t *pruned, char *err, size_t errlen)
+                             int64_t *a, int64_t *b, char *err, size_t errlen)
 {
     char d[24], l[24];
-    if (pruned)
-        *pruned = 0;
+    if (a)
+        *a = 0;
+    if (b)
+        *b = 0;
     tb_err_t rc = args_ok(what, days, limit, err, errlen);
     if (rc != TB_OK)
         return rc;
     snprintf(d, sizeof d, "%ld", days);
     snprintf(l, sizeof l, "%zu", limit);
     const char *vals[2] = {d, l};
-    return run_counts(st, what, sql, 2, vals, pruned, NULL, err, errlen);
+    return run_counts(st, what, sql, 2, vals, a, b, err, errlen);
 }
 
 tb_err_t tb_store_prune_inbox(tb_store_t *st, long days, size_t limit, int64_t *pruned, char *err,
                               size_t errlen)
 {
-    return prune_by_age(st, "prune inbox", sql_inbox, days, limit, pruned, err, errlen);
+    return prune_by_age(st, "prune inbox", sql_inbox, days, limit, pruned, NULL, err, errlen);
 }
 
 tb_err_t tb_store_prune_tombstones(tb_store_t *st, long days, size_t limit, int64_t *pruned, char *err,
                                    size_t errlen)
 {
-    return prune_by_age(st, "prune tombstones", sql_tombstones, days, limit, pruned, err, errlen);
+    return prune_by_age(st, "prune tombstones", sql_tombstones, days, limit, pruned, NULL, err, errlen);
 }
 
 tb_err_t tb_store_prune_events(tb_store_t *st, long days, long idle_days, size_t limit, int64_t *pruned,
@@ -208,19 +211,7 @@ tb_err_t tb_store_prune_events(tb_store_t *st, long days, long idle_days, size_t
 tb_err_t tb_store_prune_dead_letters(tb_store_t *st, long days, size_t limit, int64_t *letters,
                                      int64_t *batches, char *err, size_t errlen)
 {
-    const char *what = "prune dead letters";
-    char d[24], l[24];
-    if (letters)
-        *letters = 0;
-    if (batches)
-        *batches = 0;
-    tb_err_t rc = args_ok(what, days, limit, err, errlen);
-    if (rc != TB_OK)
-        return rc;
-    snprintf(d, sizeof d, "%ld", days);
-    snprintf(l, sizeof l, "%zu", limit);
-    const char *vals[2] = {d, l};
-    return run_counts(st, what, sql_dead_letters, 2, vals, letters, batches, err, errlen);
+    return prune_by_age(st, "prune dead letters", sql_dead_letters, days, limit, letters, batches, err, errlen);
 }
 
 tb_err_t tb_store_events_holder(tb_store_t *st, long days, long idle_days, char *cursor, size_t len,
