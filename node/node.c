@@ -523,8 +523,16 @@ static void outbox_upkeep(node_t *self, uint64_t now, int empty)
         now - self->compact_try_ms >= OUTBOX_COMPACT_RETRY_MS) {
         int done = 0;
         self->compact_try_ms = now;
-        if (tb_store_outbox_compact(self->store, &done, err, sizeof err) != TB_OK) {
+        tb_err_t rc = tb_store_outbox_compact(self->store, &done, err, sizeof err);
+        if (rc == TB_ERR_UNAVAILABLE) {
             store_lost(self, "outbox_compact", err);
+            return;
+        }
+        if (rc != TB_OK) {               /* e.g. a read-only database: not again before 10,000 more rows */
+            self->stats.pg_errors++;
+            self->taken_since_compact = 0;
+            tb_log(TB_LOG_WARN, comp, "outbox_compact_failed", "node=%s error=%s", self->cfg->id,
+                   tb_log_quote(err, q, sizeof q));
             return;
         }
         if (done) {

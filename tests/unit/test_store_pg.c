@@ -1353,6 +1353,14 @@ static void test_outbox_compact(tb_store_t *s)
     CHECK_MSG(qint0(vacs) == v0 + 2, "vacuum_count %lld, was %lld", qint0(vacs), v0);
     /* the node's own connection was not disturbed */
     CHECK_MSG(tb_store_outbox_compact(s, &done, err, sizeof err) == TB_OK, "%s", err);
+
+    /* a read-only database: a clear error, the connection kept (the node goes on) */
+    PQclear(PQexec(tb_store_conn(s), "SET default_transaction_read_only = on"));
+    err[0] = '\0';
+    CHECK(tb_store_outbox_compact(s, &done, err, sizeof err) == TB_ERR_DB && done == 0);
+    CHECK_MSG(strstr(err, "outbox compact") && strstr(err, "read-only"), "%s", err);
+    CHECK(PQstatus(tb_store_conn(s)) == CONNECTION_OK && PQtransactionStatus(tb_store_conn(s)) == PQTRANS_IDLE);
+    PQclear(PQexec(tb_store_conn(s), "SET default_transaction_read_only = off"));
 }
 
 /* Several nodes' first start on one empty database at once: the advisory
