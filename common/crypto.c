@@ -1,6 +1,7 @@
 /* crypto.c -- node signing keys, X.509 certificates and batch signatures (OpenSSL 3 EVP). */
 #include "errbuf.h"
 #include "crypto.h"
+#include "sm2.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,12 +31,14 @@
 struct tb_signer {
     EVP_PKEY *pkey;
     tb_alg_t alg;
+    uint8_t sm2_z[TB_SM2_Z_LEN];    /* SM2: Z of the key and TB_SM2_ID (sm2.h) */
 };
 
 struct tb_cert {
     X509 *x509;
     EVP_PKEY *pub;          /* normalised public key (SM2 typed as SM2) */
     tb_alg_t alg;
+    uint8_t sm2_z[TB_SM2_Z_LEN];    /* SM2: Z of the key and TB_SM2_ID (sm2.h) */
     char *node_id;          /* subject CN, UTF-8, no embedded NUL */
     char key_id[65];        /* hex SHA-256 of the DER */
     char *pem;              /* canonical PEM, NUL-terminated */
@@ -143,24 +146,23 @@ static tb_alg_t classify_key(EVP_PKEY **pkey, int selection, const char **what)
 }
 
 /* Prepares mdctx for signing (sign != 0) or verifying with pkey of alg:
- * NULL digest for Ed25519, SHA-256 for P-256, SM3 with the distinguishing
- * ID for SM2. For SM2, *pctx receives the pkey context that mdctx uses but
- * does not own: free it (EVP_PKEY_CTX_free) after mdctx, also on failure.
+ * NULL digest for Ed25519, SHA-256 for P-256 (SM2 goes through sm2.c).
  * Returns 1 on success, 0 on failure (OpenSSL error queued). */
-static int digest_init(EVP_MD_CTX *mdctx, EVP_PKEY *pkey, tb_alg_t alg, int sign,
-                       EVP_PKEY_CTX **pctx)
+static int digest_init(EVP_MD_CTX *mdctx, EVP_PKEY *pkey, tb_alg_t alg, int sign)
 {
-    *pctx = NULL;
-    if (alg == TB_ALG_SM2) {
-        if (!(*pctx = EVP_PKEY_CTX_new(pkey, NULL))) return 0;
-        if (EVP_PKEY_CTX_set1_id(*pctx, TB_SM2_ID, strlen(TB_SM2_ID)) <= 0) return 0;
-        EVP_MD_CTX_set_pkey_ctx(mdctx, *pctx);
-        return sign ? EVP_DigestSignInit(mdctx, NULL, EVP_sm3(), NULL, pkey) == 1
-                    : EVP_DigestVerifyInit(mdctx, NULL, EVP_sm3(), NULL, pkey) == 1;
-    }
     const EVP_MD *md = alg == TB_ALG_P256 ? EVP_sha256() : NULL;
     return sign ? EVP_DigestSignInit(mdctx, NULL, md, NULL, pkey) == 1
                 : EVP_DigestVerifyInit(mdctx, NULL, md, NULL, pkey) == 1;
+}
+
+/* Z (sm2.h) of the SM2 key from source (a file name, for the message).
+ * Returns TB_OK or the error of tb_sm2_z. */
+static tb_err_t sm2_z_of(EVP_PKEY *pkey, const char *source, uint8_t z[TB_SM2_Z_LEN], char *err, size_t errlen)
+{
+    char e2[TB_ERRLEN];
+    tb_err_t rc = tb_sm2_z(pkey, TB_SM2_ID, z, e2, sizeof e2);
+    if (rc != TB_OK) tb_seterr(err, errlen, "%s: %s", source, e2);
+    return rc;
 }
 
 /* ---- file reading ---- */
@@ -288,6 +290,10 @@ tb_err_t tb_signer_load(const char *path, tb_signer_t **out, char *err, size_t e
         rc = TB_ERR_NOMEM;
         goto done;
     }
+    if (alg == TB_ALG_SM2 && (rc = sm2_z_of(pkey, path, self->sm2_z, err, errlen)) != TB_OK) {
+        free(self);
+        goto done;
+    }
     self->pkey = pkey;
     self->alg = alg;
     pkey = NULL;
@@ -329,7 +335,6 @@ tb_err_t tb_signer_sign(tb_signer_t *self, const uint8_t *data, size_t len,
 {
     tb_err_t rc = TB_ERR_CRYPTO;
     EVP_MD_CTX *mdctx = NULL;
-    EVP_PKEY_CTX *pctx = NULL;
     uint8_t *buf = NULL;
     size_t n = 0;
     char reason[256];
@@ -342,9 +347,10 @@ tb_err_t tb_signer_sign(tb_signer_t *self, const uint8_t *data, size_t len,
     *sig = NULL;
     *siglen = 0;
     if (!data) data = empty;
+    if (self->alg == TB_ALG_SM2) return tb_sm2_sign(self->pkey, self->sm2_z, data, len, sig, siglen, err, errlen);
 
     mdctx = EVP_MD_CTX_new();
-    if (!mdctx || !digest_init(mdctx, self->pkey, self->alg, 1, &pctx)) {
+    if (!mdctx || !digest_init(mdctx, self->pkey, self->alg, 1)) {
         tb_seterr(err, errlen, "%s sign init failed: %s", tb_alg_name(self->alg),
                tb_ossl_reason(reason, sizeof reason));
         goto done;
@@ -372,7 +378,6 @@ tb_err_t tb_signer_sign(tb_signer_t *self, const uint8_t *data, size_t len,
 done:
     free(buf);
     EVP_MD_CTX_free(mdctx);
-    EVP_PKEY_CTX_free(pctx);
     return rc;
 }
 
@@ -467,6 +472,8 @@ static tb_err_t cert_wrap(X509 *x, const char *source, tb_cert_t **out, char *er
                    tb_ossl_reason(reason, sizeof reason));
         goto fail;
     }
+    if (self->alg == TB_ALG_SM2 && sm2_z_of(self->pub, source, self->sm2_z, err, errlen) != TB_OK)
+        goto fail;   /* rc is TB_ERR_CRYPTO */
 
     self->node_id = subject_cn(self->x509, source, err, errlen);
     if (!self->node_id) {
@@ -713,9 +720,14 @@ tb_err_t tb_cert_verify(const tb_cert_t *self, const uint8_t *data, size_t len,
         return TB_ERR_BADSIG;
     }
     if (!data) data = empty;
-    EVP_PKEY_CTX *pctx = NULL;
+    if (self->alg == TB_ALG_SM2) {
+        char e2[TB_ERRLEN];
+        rc = tb_sm2_verify(self->pub, self->sm2_z, data, len, sig, siglen, e2, sizeof e2);
+        if (rc != TB_OK) tb_seterr(err, errlen, "%s: %s", self->node_id, e2);
+        return rc;
+    }
     EVP_MD_CTX *mdctx = EVP_MD_CTX_new();
-    if (!mdctx || !digest_init(mdctx, self->pub, self->alg, 0, &pctx)) {
+    if (!mdctx || !digest_init(mdctx, self->pub, self->alg, 0)) {
         tb_seterr(err, errlen, "%s verify init failed for %s: %s", tb_alg_name(self->alg),
                self->node_id, tb_ossl_reason(reason, sizeof reason));
         goto done;
@@ -736,6 +748,5 @@ tb_err_t tb_cert_verify(const tb_cert_t *self, const uint8_t *data, size_t len,
     }
 done:
     EVP_MD_CTX_free(mdctx);
-    EVP_PKEY_CTX_free(pctx);
     return rc;
 }

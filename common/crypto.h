@@ -2,7 +2,8 @@
  *
  * Algorithms: Ed25519 (default), ECDSA P-256 with SHA-256, SM2 with SM3
  * (distinguishing ID "1234567812345678", set explicitly on every sign,
- * verify and certificate check). Built on OpenSSL 3 EVP.
+ * verify and certificate check). Built on OpenSSL 3 EVP; an SM2
+ * signature's SM3 digest is libgcrypt's (sm2.h).
  *
  * Every function that can fail returns a tb_err_t and, when err != NULL,
  * writes one human-readable line into err (what failed, which file).
