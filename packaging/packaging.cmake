@@ -67,7 +67,7 @@ if(TB_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser | systemd-sysusers")
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-      "libc6 (>= 2.34), libzmq5, libprotobuf-c1, libpq5, libssl3, libyaml-0-2, libmicrohttpd12, libisal2, libjansson4, adduser | systemd-sysusers")
+      "libc6 (>= 2.34), libzmq5, libprotobuf-c1, libpq5, libssl3, libyaml-0-2, libmicrohttpd12, libisal2, libjansson4, libgcrypt20, adduser | systemd-sysusers")
 endif()
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)     # the shlibs file for libtongban (ldconfig: debian/triggers)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql (>= 15)")
