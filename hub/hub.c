@@ -564,6 +564,7 @@ static void on_hello(hub_t *self, peer_t *p, const Tongban__Hello *h, uint64_t n
     w.hub_id = self->cfg->id;
     w.protocol = TB_PROTOCOL_VERSION;
     w.directory = dir;
+    w.journal_retention_hours = (uint32_t)self->cfg->retention_hours;
     Tongban__Frame f = TONGBAN__FRAME__INIT;
     f.kind_case = TONGBAN__FRAME__KIND_WELCOME;
     f.welcome = &w;

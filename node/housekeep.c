@@ -20,6 +20,7 @@ enum { STEP_INBOX, STEP_TOMBSTONES, STEP_EVENTS, STEP_DEAD_LETTERS, STEPS };
 
 struct tb_housekeep {
     size_t chunk;                 /* rows per DELETE */
+    long inbox_floor;             /* days the inbox keeps at least (the hub's journal retention), 0: none */
     int started;                  /* the first tick has been seen */
     uint64_t last_start;          /* when the last pass started (or the first tick) */
     int busy;                     /* a pass is under way ... */
@@ -69,6 +70,20 @@ void tb_housekeep_set_chunk(tb_housekeep_t *self, size_t rows)
         self->chunk = rows ? rows : TB_HOUSEKEEP_CHUNK_ROWS;
 }
 
+void tb_housekeep_set_inbox_floor(tb_housekeep_t *self, long days)
+{
+    if (self)
+        self->inbox_floor = days > 0 ? days : 0;
+}
+
+long tb_housekeep_inbox_days(const tb_housekeep_t *self, const tb_node_config_t *cfg)
+{
+    long days = cfg->retention_inbox_days;
+    if (days > 0 && self && days < self->inbox_floor)
+        days = self->inbox_floor;
+    return days;
+}
+
 void tb_housekeep_counters(const tb_housekeep_t *self, tb_housekeep_counters_t *out)
 {
     if (!self) {
@@ -80,10 +95,10 @@ void tb_housekeep_counters(const tb_housekeep_t *self, tb_housekeep_counters_t *
 }
 
 /* The retention of a step's table in days (0: kept forever). */
-static long step_days(int step, const tb_node_config_t *cfg)
+static long step_days(const tb_housekeep_t *self, int step, const tb_node_config_t *cfg)
 {
     switch (step) {
-    case STEP_INBOX: return cfg->retention_inbox_days;
+    case STEP_INBOX: return tb_housekeep_inbox_days(self, cfg);
     case STEP_TOMBSTONES: return cfg->retention_tombstone_days;
     case STEP_EVENTS: return cfg->retention_events_days;
     case STEP_DEAD_LETTERS: return cfg->retention_dead_letters_days;
@@ -142,7 +157,7 @@ static tb_err_t run_step(tb_housekeep_t *self, tb_store_t *st, const tb_node_con
 {
     int64_t n = 0, m = 0;
     tb_err_t rc;
-    long days = step_days(self->step, cfg);
+    long days = step_days(self, self->step, cfg);
     double t0 = tb_metrics_now();
     switch (self->step) {
     case STEP_INBOX:
@@ -199,7 +214,7 @@ tb_err_t tb_housekeep_tick(tb_housekeep_t *self, tb_store_t *st, const tb_node_c
         self->pass_statements = 0;
         self->pass_db_s = 0;
     }
-    while (self->step < STEPS && step_days(self->step, cfg) == 0)
+    while (self->step < STEPS && step_days(self, self->step, cfg) == 0)
         self->step++;                 /* kept forever */
     if (self->step >= STEPS) {
         finish(self, cfg, now_ms, "done");
@@ -220,7 +235,7 @@ tb_err_t tb_housekeep_tick(tb_housekeep_t *self, tb_store_t *st, const tb_node_c
     if (more)
         return TB_OK;                 /* the same table at the next tick */
     self->step++;
-    while (self->step < STEPS && step_days(self->step, cfg) == 0)
+    while (self->step < STEPS && step_days(self, self->step, cfg) == 0)
         self->step++;
     if (self->step >= STEPS)
         finish(self, cfg, now_ms, "done");

@@ -63,6 +63,17 @@ void tb_housekeep_destroy(tb_housekeep_t **self);
 /* Rows per DELETE (0: TB_HOUSEKEEP_CHUNK_ROWS); for tests and tools. */
 void tb_housekeep_set_chunk(tb_housekeep_t *self, size_t rows);
 
+/* The least the inbox keeps, in days, whatever retention.inbox_days says
+ * (0, or a negative value: no floor). node.c sets it from the hub's
+ * journal retention (its Welcome): the hub can deliver a batch that long
+ * after it was sent, and one at or below its sender's watermark would be
+ * taken for applied -- so no (sender, seq) is forgotten before then. */
+void tb_housekeep_set_inbox_floor(tb_housekeep_t *self, long days);
+
+/* The inbox retention in effect: retention.inbox_days, raised to the floor
+ * (0 stays 0: kept forever). */
+long tb_housekeep_inbox_days(const tb_housekeep_t *self, const tb_node_config_t *cfg);
+
 /* From the node loop's timer, with monotonic milliseconds: does nothing
  * (and returns at once) unless a pass is due or under way; then runs at
  * most one DELETE on st (plus, when the events are done, one look for the

@@ -640,9 +640,27 @@ static void load_directory(node_t *self, const Tongban__DirectoryUpdate *d)
     if (grew) node_refused_directory_grew(self);
 }
 
+/* Warns when retention.inbox_days is shorter than the floor the hubs set
+ * (tb_housekeep_set_inbox_floor): the floor is what the inbox keeps. */
+static void warn_inbox_floor(node_t *self)
+{
+    long days = self->cfg->retention_inbox_days, eff = tb_housekeep_inbox_days(self->housekeep, self->cfg);
+    if (eff != days)
+        tb_log(TB_LOG_WARN, comp, "inbox_retention_raised",
+               "node=%s inbox_days=%ld hub_journal_retention_hours=%u effective_days=%ld"
+               " hint=\"the hub may deliver a batch this long after it was sent: the inbox keeps it that long\"",
+               self->cfg->id, days, (unsigned)self->hub_retention_hours, eff);
+}
+
 static void on_welcome(node_t *self, const Tongban__Welcome *w, uint64_t now)
 {
     load_directory(self, w->directory);
+    /* the inbox outlives the hub's journal: whole days, plus one */
+    if (w->journal_retention_hours > self->hub_retention_hours) {
+        self->hub_retention_hours = w->journal_retention_hours;
+        tb_housekeep_set_inbox_floor(self->housekeep, (long)(self->hub_retention_hours + 23) / 24 + 1);
+        warn_inbox_floor(self);
+    }
     if (!self->welcomed)
         tb_log(TB_LOG_INFO, comp, "hub_connected", "node=%s hub=%s endpoint=%s directory=%zu unacked=%zu ms=%llu",
                self->cfg->id, w->hub_id ? w->hub_id : "", self->cfg->hub_endpoints[self->ep], self->ndir,
@@ -1190,6 +1208,7 @@ tb_err_t node_reload(node_t *self, const char *cfg_path, char *err, size_t errle
     self->cfg = cfg;
     tb_daemon_log_setup(&cfg->log);
     self->outbox_dirty = 1;
+    warn_inbox_floor(self);
     tb_log(TB_LOG_INFO, comp, "config_reloaded", "node=%s routes=%zu restart_needed=%zu", cfg->id,
            cfg->route_count, nr);
     return TB_OK;

@@ -58,6 +58,7 @@ struct node {
     uint64_t ep_since_ms;         /* when the DEALER to it was opened (or first shook hands) */
     int ep_handshaken;            /* the DEALER completed a handshake with this endpoint */
     unsigned long hub_failovers;
+    uint32_t hub_retention_hours; /* the longest journal retention a hub's Welcome announced */
     tb_store_t *store;
     uint64_t pg_retry_ms;
     dir_t *dir;

@@ -31,6 +31,9 @@ fed_node 110000 ed25519 440000 topic:shared
 fed_node 440000 p256 110000 topic:shared
 fed_node mps sm2
 fed_node 320000 ed25519
+# an inbox retention shorter than the hub's journal's (default 168 h): the
+# node keeps its inbox 8 days instead, and says so
+printf 'retention:\n  inbox_days: 1\n' >>"$ROOT/etc/320000.yaml"
 fed_register 110000
 fed_register 440000
 fed_register mps shared
@@ -121,6 +124,9 @@ fed_psql 110000 -c "INSERT INTO tongban.records(catalog, key, body)
 fed_wait_sql mps "SELECT count(*) FROM tongban.records WHERE catalog = 'registry'" 200000 120 || fail "registry not on mps"
 fed_start_node 320000
 fed_wait_log "$ROOT/log/320000.log" 'event=hub_connected' 15 || fail "320000 did not connect"
+grep -q 'event=inbox_retention_raised node=320000 inbox_days=1 hub_journal_retention_hours=168 effective_days=8' \
+  "$ROOT/log/320000.log" || fail "320000 did not raise its inbox retention to the hub's journal retention"
+grep -q 'event=inbox_retention_raised' "$ROOT/log/110000.log" && fail "110000 (inbox_days 30) raised its inbox retention"
 ( for i in $(seq 1 20); do
     fed_psql 110000 -c "UPDATE tongban.records SET body = body || '{\"live\": $i}' WHERE catalog = 'registry' AND key IN ('r$i', 'r$((i * 1000))')"
     fed_psql 110000 -c "INSERT INTO tongban.records(catalog, key, body) VALUES ('registry', 'new$i', '{}')"

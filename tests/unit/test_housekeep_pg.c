@@ -586,6 +586,35 @@ static void test_housekeep(tb_store_t *s)
         node_metrics_destroy(&nm);
     }
 
+    /* the hub's journal retention is a floor under inbox_days (never above
+     * 0 = forever); 3 rows of 6 days ago with inbox_days 5 */
+    sql("DELETE FROM tongban.inbox");
+    for (int i = 1; i <= 3; i++)
+        CHECK(apply(s, "fl", (uint64_t)i) == 1);
+    sql("UPDATE tongban.inbox SET applied_at = now() - interval '6 days' WHERE sender = 'fl'");
+    cfg = cfg_all(0);
+    cfg.retention_inbox_days = 5;
+    CHECK(tb_housekeep_inbox_days(hk, &cfg) == 5);
+    tb_housekeep_set_inbox_floor(hk, 8);
+    CHECK(tb_housekeep_inbox_days(hk, &cfg) == 8);
+    cfg.retention_inbox_days = 0;
+    CHECK(tb_housekeep_inbox_days(hk, &cfg) == 0);
+    cfg.retention_inbox_days = 9;
+    CHECK(tb_housekeep_inbox_days(hk, &cfg) == 9);
+    cfg.retention_inbox_days = 5;
+    for (int floor = 8; floor >= 0; floor -= 8) {   /* 8: all kept; then none: the two older go */
+        tb_housekeep_set_inbox_floor(hk, floor);
+        now += iv;
+        ticks = 0;
+        do {
+            CHECK(tb_housekeep_tick(hk, s, &cfg, now++, err, sizeof err) == TB_OK);
+            tb_housekeep_counters(hk, &c);
+            ticks++;
+        } while (c.busy && ticks < 50);
+        CHECK_MSG(inbox_rows("fl") == (floor ? 3 : 1), "floor %d: %lld rows", floor, inbox_rows("fl"));
+    }
+    CHECK(watermark(s, "fl") == 2);
+
     tb_housekeep_destroy(&hk);
     CHECK(hk == NULL);
     tb_housekeep_destroy(&hk);
