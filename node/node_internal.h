@@ -4,6 +4,7 @@
 #define TB_NODE_INTERNAL_H
 
 #include <stdint.h>
+#include <zmq.h>
 
 #include "api.h"
 #include "config.h"
@@ -111,18 +112,30 @@ void node_send_reply(node_t *self, const Tongban__Query *q, Tongban__ReplyStatus
 /* node.c: the PostgreSQL connection broke during `what`: close it, log,
  * reconnect later (PG_RETRY_MS). */
 void node_store_lost(node_t *self, const char *what, const char *err);
-/* node.c: checks a delivery (a SignedBatch's bytes) against the directory:
- * decodes, finds the signer, checks it is not revoked, verifies the
- * signature and that the batch is for this node (or a topic) with a seq
+/* node.c: sends f to the hub (DONTWAIT: dropped when not connected). */
+void node_send_frame(node_t *self, const Tongban__Frame *f);
+/* node.c: the directory entry whose certificate has key_id, or NULL. */
+const dir_t *node_dir_by_key_id(const node_t *self, const char *key_id);
+/* node.c: handles one frame from the hub: held (moved from, closed here),
+ * or the next one received when held is NULL. */
+void node_on_dealer_msg(node_t *self, zmq_msg_t *held, uint64_t now);
+
+/* node_receive.c: checks a delivery (a SignedBatch's bytes) against the
+ * directory: decodes, finds the signer, checks it is not revoked, verifies
+ * the signature and that the batch is for this node (or a topic) with a seq
  * PostgreSQL can hold. Returns NULL with *sbp and *bp set (the caller frees
  * both), or why it is refused (a constant, or err) with both NULL. *signer
  * is the directory's id of the signing key, NULL when unknown (valid until
  * the directory changes). Logs and counts nothing. */
 const char *node_check_delivery(node_t *self, const uint8_t *raw, size_t raw_len, Tongban__SignedBatch **sbp,
                                 Tongban__Batch **bp, const char **signer, char *err, size_t errlen);
-/* node.c: counts and logs one item of tb_store_apply_batches that succeeded
- * (it->rc == TB_OK: applied now, or a duplicate) and took seconds. */
+/* node_receive.c: counts and logs one item of tb_store_apply_batches that
+ * succeeded (it->rc == TB_OK: applied now, or a duplicate) and took seconds. */
 void node_account_apply(node_t *self, const Tongban__Batch *b, const tb_apply_item_t *it, double seconds);
+/* node_receive.c: handles a Deliver from the hub (hub_seq, the signed batch
+ * bytes exactly as journaled), with those waiting behind it as one group:
+ * verified, applied in one transaction, each acked after the commit. */
+void node_on_deliver(node_t *self, uint64_t hub_seq, const uint8_t *raw, size_t raw_len);
 
 /* refused.c: parks a delivery refused for why (one INSERT into
  * tongban.refused_deliveries, the bytes verbatim), logs event=delivery_parked
