@@ -1,4 +1,5 @@
 /* sm2.c -- SM2 signatures whose SM3 digest libgcrypt computes (see sm2.h). */
+#include "crypto.h"
 #include "errbuf.h"
 #include "sm2.h"
 
@@ -82,10 +83,8 @@ tb_err_t tb_sm2_z(EVP_PKEY *key, const char *id, uint8_t z[TB_SM2_Z_LEN], char *
         EC_POINT_get_affine_coordinates(group, EC_GROUP_get0_generator(group), gx, gy, NULL) != 1 ||
         EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &qx) != 1 ||
         EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &qy) != 1) {
-        unsigned long e = ERR_peek_error();
         tb_seterr(err, errlen, "SM2 Z: cannot read the curve or public key (%s)",
-                  e ? ERR_error_string(e, reason) : "unknown error");
-        ERR_clear_error();
+                  tb_ossl_reason(reason, sizeof reason));
         goto done;
     }
     if (!put_coord(a, params) || !put_coord(b, params + COORD) || !put_coord(gx, params + 2 * COORD) ||
@@ -148,11 +147,8 @@ tb_err_t tb_sm2_sign(EVP_PKEY *key, const uint8_t z[TB_SM2_Z_LEN], const uint8_t
     buf = NULL;
     rc = TB_OK;
     goto done;
-fail: {
-        unsigned long ec = ERR_peek_error();
-        tb_seterr(err, errlen, "sm2 sign failed: %s", ec ? ERR_error_string(ec, reason) : "unknown error");
-        ERR_clear_error();
-    }
+fail:
+    tb_seterr(err, errlen, "sm2 sign failed: %s", tb_ossl_reason(reason, sizeof reason));
 done:
     free(buf);
     EVP_PKEY_CTX_free(ctx);
@@ -168,9 +164,7 @@ tb_err_t tb_sm2_verify(EVP_PKEY *key, const uint8_t z[TB_SM2_Z_LEN], const uint8
     if (rc != TB_OK) return rc;
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
     if (!ctx || EVP_PKEY_verify_init(ctx) != 1) {
-        unsigned long ec = ERR_peek_error();
-        tb_seterr(err, errlen, "sm2 verify init failed: %s", ec ? ERR_error_string(ec, reason) : "unknown error");
-        ERR_clear_error();
+        tb_seterr(err, errlen, "sm2 verify init failed: %s", tb_ossl_reason(reason, sizeof reason));
         EVP_PKEY_CTX_free(ctx);
         return TB_ERR_CRYPTO;
     }
@@ -178,10 +172,11 @@ tb_err_t tb_sm2_verify(EVP_PKEY *key, const uint8_t z[TB_SM2_Z_LEN], const uint8
      * the peer's side */
     if (EVP_PKEY_verify(ctx, sig, siglen, e, sizeof e) == 1) {
         rc = TB_OK;
+    } else if (ERR_peek_error()) {
+        tb_seterr(err, errlen, "bad sm2 signature (%s)", tb_ossl_reason(reason, sizeof reason));
+        rc = TB_ERR_BADSIG;
     } else {
-        unsigned long ec = ERR_peek_error();
-        if (ec) tb_seterr(err, errlen, "bad sm2 signature (%s)", ERR_error_string(ec, reason));
-        else tb_seterr(err, errlen, "bad sm2 signature");
+        tb_seterr(err, errlen, "bad sm2 signature");
         rc = TB_ERR_BADSIG;
     }
     ERR_clear_error();
