@@ -1,6 +1,7 @@
 /* journal_ref.h -- a second, independent reading of the hub journal's record
  * hash as journal.h defines it (segment versions 1 and 2), for the journal's
- * unit test and its fuzz target: they check hub/journal.c against this, not
+ * unit tests and its fuzz target: they check hub/journal.c and
+ * hub/journal_segment.c (where the hash is computed) against this, not
  * against itself. Header-only (static functions). */
 #ifndef TB_JOURNAL_REF_H
 #define TB_JOURNAL_REF_H
