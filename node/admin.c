@@ -22,6 +22,7 @@
 #include <zmq.h>
 
 #include "adminsock.h"
+#include "housekeep.h"
 #include "jsonw.h"
 #include "log.h"
 #include "node_internal.h"
@@ -57,6 +58,9 @@ static char *status_render(node_t *self, int json)
     api_get_stats(self->api, &as);
     for (int i = 1; i < TB_ERR__COUNT; i++) api_errors += as.by_status[i];
     long days = tb_cert_days_left(self->cert);
+    tb_housekeep_counters_t hk;
+    tb_housekeep_counters(self->housekeep, &hk);
+    long inbox_days = tb_housekeep_inbox_days(self->housekeep, self->cfg);
     jsonw_t w;
     jsonw_init(&w);
     if (json) {
@@ -117,6 +121,20 @@ static char *status_render(node_t *self, int json)
         jsonw_u64(&w, "licence_queries_answered", as.queries_answered);
         jsonw_u64(&w, "domain_entries_refused", as.domain_refused);
         jsonw_obj_end(&w);
+        /* days kept (0: forever); inbox_days is the one in effect (housekeep.h) */
+        jsonw_obj_begin(&w, "retention");
+        jsonw_i64(&w, "inbox_days", inbox_days);
+        jsonw_i64(&w, "inbox_days_configured", self->cfg->retention_inbox_days);
+        jsonw_u64(&w, "hub_journal_retention_hours", self->hub_retention_hours);
+        jsonw_i64(&w, "tombstone_days", self->cfg->retention_tombstone_days);
+        jsonw_i64(&w, "events_days", self->cfg->retention_events_days);
+        jsonw_i64(&w, "dead_letters_applied_days", self->cfg->retention_dead_letters_days);
+        jsonw_obj_begin(&w, "pruned_rows");
+        for (int t = 0; t < TB_HK_TABLES; t++) jsonw_u64(&w, tb_housekeep_table_name(t), hk.pruned[t]);
+        jsonw_obj_end(&w);
+        jsonw_u64(&w, "passes", hk.passes);
+        jsonw_u64(&w, "errors", hk.errors);
+        jsonw_obj_end(&w);
         jsonw_i64(&w, "cert_days_left", days);
         jsonw_obj_end(&w);
     } else {
@@ -148,6 +166,16 @@ static char *status_render(node_t *self, int json)
         jsonw_raw(&w, "api        %lu requests, %lu errors, %zu waiting, %lu verify timeouts, %lu malformed, %lu refused connections; %lu received domain entries refused\n",
                   as.requests, api_errors, as.parked, as.parked_timeouts, as.malformed, as.zap_denied,
                   as.domain_refused);
+        jsonw_raw(&w, "retention  inbox %ld days", inbox_days);
+        if (inbox_days != self->cfg->retention_inbox_days)
+            jsonw_raw(&w, " (retention.inbox_days %ld, raised to the hub's journal retention of %u h)",
+                      self->cfg->retention_inbox_days, (unsigned)self->hub_retention_hours);
+        jsonw_raw(&w, ", tombstones %ld, events %ld, applied dead letters %ld (0: forever); pruned %" PRIu64
+                      " inbox, %" PRIu64 " tombstones, %" PRIu64 " events, %" PRIu64 " dead letters rows; %" PRIu64
+                      " housekeeping errors\n",
+                  self->cfg->retention_tombstone_days, self->cfg->retention_events_days,
+                  self->cfg->retention_dead_letters_days, hk.pruned[TB_HK_INBOX], hk.pruned[TB_HK_TOMBSTONES],
+                  hk.pruned[TB_HK_EVENTS], hk.pruned[TB_HK_DEAD_LETTERS], hk.errors);
         jsonw_raw(&w, "cert       %ld days left%s\n", days, days < 30 ? "  RENEW SOON" : "");
     }
     if (have) tb_store_free_status(&st);

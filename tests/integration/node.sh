@@ -115,8 +115,11 @@ echo "== tbctl node status"
 "$BUILD/tbctl" node status -c "$ROOT/etc/110000.yaml" | tee "$ROOT/status.txt"
 grep -q 'connected' "$ROOT/status.txt" || fail "status"
 "$BUILD/tbctl" node status --json -c "$ROOT/etc/440000.yaml" >"$ROOT/status.json"
-python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['hub']['connected'] and j['database']['dead_letters']==0, j" "$ROOT/status.json" \
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['hub']['connected'] and j['database']['dead_letters']==0, j
+r = j['retention']; assert (r['inbox_days'], r['inbox_days_configured'], r['hub_journal_retention_hours']) == (30, 30, 168), r
+assert r['pruned_rows']['inbox'] == 0 and r['errors'] == 0, r" "$ROOT/status.json" \
   || fail "status json"
+grep -q '^retention  inbox 30 days, tombstones 30' "$ROOT/status.txt" || fail "status text: retention"
 
 echo "== initial load: 320000 joins late, loads 200,000 rows of 'registry' while changes continue"
 fed_psql 110000 -c "INSERT INTO tongban.records(catalog, key, body)
@@ -127,6 +130,12 @@ fed_wait_log "$ROOT/log/320000.log" 'event=hub_connected' 15 || fail "320000 did
 grep -q 'event=inbox_retention_raised node=320000 inbox_days=1 hub_journal_retention_hours=168 effective_days=8' \
   "$ROOT/log/320000.log" || fail "320000 did not raise its inbox retention to the hub's journal retention"
 grep -q 'event=inbox_retention_raised' "$ROOT/log/110000.log" && fail "110000 (inbox_days 30) raised its inbox retention"
+"$BUILD/tbctl" node status --json -c "$ROOT/etc/320000.yaml" >"$ROOT/status320.json"
+python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['retention']
+assert (r['inbox_days'], r['inbox_days_configured'], r['hub_journal_retention_hours']) == (8, 1, 168), r" \
+  "$ROOT/status320.json" || fail "320000 status: inbox retention in effect"
+"$BUILD/tbctl" node status -c "$ROOT/etc/320000.yaml" | grep -q '^retention  inbox 8 days (retention.inbox_days 1, raised' \
+  || fail "320000 status text: inbox retention"
 ( for i in $(seq 1 20); do
     fed_psql 110000 -c "UPDATE tongban.records SET body = body || '{\"live\": $i}' WHERE catalog = 'registry' AND key IN ('r$i', 'r$((i * 1000))')"
     fed_psql 110000 -c "INSERT INTO tongban.records(catalog, key, body) VALUES ('registry', 'new$i', '{}')"
