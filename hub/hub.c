@@ -1,8 +1,10 @@
-/* hub.c -- tongban-hub: admit registered nodes (CURVE + ZAP), verify each
- * batch's signature, sender and ACL, journal it (ack after fsync, group
- * commit per receive burst), and deliver it from the journal to each
- * destination -- node or topic subscribers -- with a window in flight and a
- * persisted cursor per node. */
+/* hub.c -- tongban-hub's loop: admit registered nodes (CURVE + ZAP), recover
+ * and serve the store (active / standby on PostgreSQL), and dispatch what the
+ * nodes send: each batch goes to the ingest path (hub_ingest.c: verified,
+ * journaled, acked after fsync, group commit per receive burst), and it is
+ * delivered from the journal to each destination -- node or topic
+ * subscribers -- by the delivery path (hub_deliver.c). Here too: Hello /
+ * Welcome, the directory, Query / Reply, revoke and reload, the timers. */
 #include "hub.h"
 
 #include <errno.h>
@@ -32,7 +34,8 @@
 
 static const char *comp = "hub";
 
-static int64_t wall_ms(void)
+/* hub_internal.h */
+int64_t hub_wall_ms(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -44,11 +47,6 @@ static peer_t *peer_by_id(hub_t *self, const char *id)
     for (size_t i = 0; i < self->npeers; i++)
         if (strcmp(self->peers[i].id, id) == 0) return &self->peers[i];
     return NULL;
-}
-
-static int peer_revoked(const peer_t *p)
-{
-    return !p->reg || p->reg->revoked_ms != 0;
 }
 
 static const char *zap_lookup(void *arg, const uint8_t key[32])
@@ -80,13 +78,6 @@ static void peer_fini(peer_t *p)
     p->inflight = NULL;
 }
 
-/* Forgets what is in flight: the next pump resends from the cursor. */
-static void reset_delivery(peer_t *p)
-{
-    hubstore_reader_destroy(&p->reader);
-    p->ninflight = 0;
-}
-
 /* 1 if p->fd is still the connection p's messages came on: after that
  * connection closed, the same number may be another node's socket (or the
  * admin channel's), which must not be shut down in p's name. */
@@ -103,7 +94,7 @@ static int peer_fd_current(const peer_t *p)
  * node sent before it went away may still be queued behind this moment and
  * must count. A reconnect (Hello, new routing id) or the redelivery timer
  * starts again from the cursor. */
-static void mark_offline(peer_t *p, const char *why)
+void hub_mark_offline(peer_t *p, const char *why)
 {
     if (!p->online) return;
     p->online = 0;
@@ -307,7 +298,7 @@ tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, 
     self->cfg = (tb_hub_config_t *)cfg;
     self->cfg_path = cfg_path;
     self->started_ms = tb_now_ms();
-    self->started_wall_ms = self->role_since_wall_ms = wall_ms();
+    self->started_wall_ms = self->role_since_wall_ms = hub_wall_ms();
     self->pg = strcmp(cfg->store, "postgresql") == 0;
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
@@ -380,44 +371,13 @@ void hub_get_stats(const hub_t *self, hub_stats_t *out)
 
 /* ---- sending ---- */
 
-static tb_err_t send_to(hub_t *self, peer_t *p, const Tongban__Frame *f)
+/* hub_internal.h */
+tb_err_t hub_send_to(hub_t *self, peer_t *p, const Tongban__Frame *f)
 {
     if (!p->online) return TB_ERR_UNAVAILABLE;
     tb_err_t rc = tb_frame_send(self->router, p->rid, p->rid_len, f, ZMQ_DONTWAIT);
-    if (rc == TB_ERR_UNAVAILABLE) mark_offline(p, "unreachable");
+    if (rc == TB_ERR_UNAVAILABLE) hub_mark_offline(p, "unreachable");
     return rc;
-}
-
-static void send_nack(hub_t *self, peer_t *p, uint64_t seq, Tongban__NackReason reason,
-                      const char *detail)
-{
-    Tongban__Nack nack = TONGBAN__NACK__INIT;
-    nack.seq = seq;
-    nack.reason = reason;
-    nack.detail = (char *)detail;
-    Tongban__Frame f = TONGBAN__FRAME__INIT;
-    f.kind_case = TONGBAN__FRAME__KIND_NACK;
-    f.nack = &nack;
-    send_to(self, p, &f);
-    if ((unsigned)reason < 16) self->stats.rejected[reason]++;
-    if ((unsigned)reason < 16) p->rejected_by[reason]++;
-    p->rejected++;
-}
-
-static void reject(hub_t *self, peer_t *p, uint64_t seq, Tongban__NackReason reason,
-                   const char *detail)
-{
-    /* A verified batch refused for good (policy) no longer holds back its
-     * successors. Unverified seqs never move the sender's state. */
-    if (seq && (reason == TONGBAN__NACK_REASON__NACK_ACL ||
-                reason == TONGBAN__NACK_REASON__NACK_UNKNOWN_DEST))
-        dedup_skip(p->dedup, seq);
-    char q[TB_ERRLEN + 8];
-    tb_log(reason == TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH ? TB_LOG_ERROR : TB_LOG_WARN, comp,
-           "batch_rejected", "node=%s seq=%llu reason=%s detail=%s%s", p->id,
-           (unsigned long long)seq, tb_nack_reason_name(reason), tb_log_quote(detail, q, sizeof q),
-           reason == TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH ? " alarm=1" : "");
-    send_nack(self, p, seq, reason, detail);
 }
 
 /* The directory every node verifies signatures with: all registered nodes'
@@ -459,96 +419,12 @@ static void free_directory(Tongban__DirectoryUpdate *dir)
     free(dir);
 }
 
-/* Sends as many journaled batches to p as its window allows. */
-static int want_dest(void *arg, const char *dest)
-{
-    const peer_t *p = arg;
-    return p->reg && registry_wants(p->reg, dest);
-}
-
-static void advance_cursor(hub_t *self, peer_t *p)
-{
-    size_t k = 0;
-    uint64_t c = p->cursor;
-    while (k < p->ninflight && p->inflight[k].acked) c = p->inflight[k++].hub_seq;
-    if (k) {
-        memmove(p->inflight, p->inflight + k, (p->ninflight - k) * sizeof *p->inflight);
-        p->ninflight -= k;
-    }
-    if (p->ninflight == 0 && p->reader) {
-        uint64_t pos = hubstore_reader_pos(p->reader);
-        if (pos > c) c = pos;
-    }
-    if (c != p->cursor) {
-        p->cursor = c;
-        cursors_set(self->cursors, p->id, c);
-    }
-}
-
-static void pump(hub_t *self, peer_t *p, uint64_t now)
-{
-    char err[TB_ERRLEN];
-    if (!p->online || peer_revoked(p)) return;
-    if (!self->store || hubstore_broken(self->store)) return;
-    if (!p->reader) {
-        /* the destinations p receives (registry_wants), for the SQL filter */
-        const char *dests[1 + 64];
-        char topics[64][TB_ID_MAX + 8];
-        size_t nd = 0;
-        dests[nd++] = p->id;
-        for (size_t k = 0; k < p->reg->nsubs && k < 64; k++) {
-            snprintf(topics[k], sizeof topics[k], "topic:%s", p->reg->subs[k]);
-            dests[nd++] = topics[k];
-        }
-        tb_err_t rc = hubstore_reader_new(self->store, p->cursor, dests, nd, &p->reader, err, sizeof err);
-        if (rc != TB_OK) {
-            tb_log(TB_LOG_ERROR, comp, "journal_read_failed", "node=%s cursor=%llu error=\"%s\"", p->id,
-                   (unsigned long long)p->cursor, err);
-            return;
-        }
-        p->ninflight = 0;
-    }
-    while (p->ninflight < (size_t)self->cfg->deliver_window) {
-        jrec_t rec;
-        int got = 0;
-        tb_err_t rc = hubstore_reader_next(p->reader, want_dest, p, &rec, &got, err, sizeof err);
-        if (rc != TB_OK) {
-            tb_log(TB_LOG_ERROR, comp, "journal_read_failed", "node=%s error=\"%s\"", p->id, err);
-            break;
-        }
-        if (!got) break;
-        inflight_t *e = &p->inflight[p->ninflight];
-        e->hub_seq = rec.hub_seq;
-        e->bytes = rec.batch_len;
-        e->sent_ms = now ? now : 1;
-        e->acked = 0;
-        if (strcmp(rec.sender, p->id) == 0) {   /* own topic batch: not echoed */
-            e->acked = 1;
-            p->ninflight++;
-            continue;
-        }
-        size_t len = 0;
-        rc = tb_frame_send_deliver(self->router, p->rid, p->rid_len, rec.hub_seq, rec.batch, rec.batch_len,
-                                   ZMQ_DONTWAIT, &len);
-        if (rc == TB_ERR_NOMEM) break;
-        p->ninflight++;              /* sent or not, the redelivery timer covers it */
-        if (rc != TB_OK) {
-            mark_offline(p, "unreachable");
-            return;
-        }
-        p->batches_out++;
-        p->bytes_out += len;
-        self->stats.batches_out++;
-    }
-    advance_cursor(self, p);
-}
-
 /* ---- receiving ---- */
 
 static void on_hello(hub_t *self, peer_t *p, const Tongban__Hello *h, uint64_t now)
 {
     if (!h->node_id || strcmp(h->node_id, p->id) != 0) {
-        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_WRONG_SENDER, "Hello names another node");
+        hub_reject(self, p, 0, TONGBAN__NACK_REASON__NACK_WRONG_SENDER, "Hello names another node");
         return;
     }
     /* Batches the node says a hub acked are done, even if this hub does not
@@ -568,245 +444,13 @@ static void on_hello(hub_t *self, peer_t *p, const Tongban__Hello *h, uint64_t n
     Tongban__Frame f = TONGBAN__FRAME__INIT;
     f.kind_case = TONGBAN__FRAME__KIND_WELCOME;
     f.welcome = &w;
-    reset_delivery(p);            /* a (re)connecting node gets everything after its cursor */
-    if (send_to(self, p, &f) == TB_OK)
+    hub_reset_delivery(p);            /* a (re)connecting node gets everything after its cursor */
+    if (hub_send_to(self, p, &f) == TB_OK)
         tb_log(TB_LOG_INFO, comp, "node_welcome", "node=%s software=%s cursor=%llu backlog_batches=%llu",
                p->id, h->software ? h->software : "", (unsigned long long)p->cursor,
                (unsigned long long)p->backlog_batches);
     free_directory(dir);
-    pump(self, p, now);
-}
-
-static void queue_ack(hub_t *self, peer_t *p, uint64_t seq)
-{
-    if (self->nacks == self->acks_cap) {
-        size_t cap = self->acks_cap ? self->acks_cap * 2 : 256;
-        ack_wait_t *a = realloc(self->acks, cap * sizeof *a);
-        if (!a) return;   /* the sender resends; the resend is deduplicated */
-        self->acks = a;
-        self->acks_cap = cap;
-    }
-    self->acks[self->nacks].peer = p;
-    self->acks[self->nacks].seq = seq;
-    self->nacks++;
-}
-
-/* 1 if sb carries the key id of another registered node's certificate:
- * p presents a batch signed by someone else (impersonation), not merely
- * an outdated certificate of its own. */
-static int signed_by_other(hub_t *self, const peer_t *p, const Tongban__SignedBatch *sb)
-{
-    if (!sb->signer_key_id) return 0;
-    for (size_t i = 0; i < self->reg->n; i++) {
-        const reg_node_t *n = &self->reg->nodes[i];
-        if (n != p->reg && strcmp(tb_cert_key_id(n->cert), sb->signer_key_id) == 0) return 1;
-    }
-    return 0;
-}
-
-#define KEY_ID_MAX 127   /* a key id is 64 hex digits; longer ones take the decoding path */
-
-static void on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len)
-{
-    char err[TB_ERRLEN] = "";
-    Tongban__Batch *b = NULL;
-    /* The batch is read in place where it can be (no copy of the body, no
-     * decoding of its entries: the signature covers the bytes, the ACL
-     * needs only each entry's type); anything unusual is decoded by
-     * protobuf-c as before, which decides. */
-    Tongban__SignedBatch view_sb = TONGBAN__SIGNED_BATCH__INIT, *sbu = NULL;
-    const Tongban__SignedBatch *sb = &view_sb;
-    char key_id[KEY_ID_MAX + 1];
-    tb_batch_view_t bv;
-    if (tb_signed_batch_read(raw, raw_len, &view_sb, key_id, sizeof key_id) != TB_OK) {
-        if (!(sbu = tongban__signed_batch__unpack(NULL, raw_len, raw))) {
-            reject(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable SignedBatch");
-            return;
-        }
-        sb = sbu;
-    }
-    if (peer_revoked(p)) {
-        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_REVOKED, "this node is revoked");
-        goto done;
-    }
-    tb_err_t rc = tb_batch_verify_view(sb, p->reg->cert, &bv, &b, err, sizeof err);
-    if (rc != TB_OK) {
-        uint64_t seq = 0;
-        Tongban__Batch *peek = tongban__batch__unpack(NULL, sb->body.len, sb->body.data);
-        if (peek) {
-            seq = peek->seq;
-            tongban__batch__free_unpacked(peek, NULL);
-        }
-        Tongban__NackReason r = rc == TB_ERR_BADSIG ? TONGBAN__NACK_REASON__NACK_BAD_SIGNATURE
-                               : strstr(err, "sender") ? TONGBAN__NACK_REASON__NACK_WRONG_SENDER
-                               : strstr(err, "key id") ? (signed_by_other(self, p, sb)
-                                                              ? TONGBAN__NACK_REASON__NACK_WRONG_SENDER
-                                                              : TONGBAN__NACK_REASON__NACK_UNKNOWN_CERT)
-                                                       : TONGBAN__NACK_REASON__NACK_MALFORMED;
-        reject(self, p, seq, r, err);
-        goto done;
-    }
-    const uint64_t seq = bv.seq;
-    const char *dest = b ? b->dest : bv.dest;
-    uint8_t digest[16];
-    dedup_digest(sb->signature.data, sb->signature.len, digest);
-    switch (dedup_check(p->dedup, seq, digest)) {
-    case DEDUP_SAME:
-    case DEDUP_OLD:
-        self->stats.duplicates++;
-        tb_log(TB_LOG_INFO, comp, "duplicate_batch", "node=%s seq=%llu action=ack_again", p->id,
-               (unsigned long long)seq);
-        queue_ack(self, p, seq);
-        goto done;
-    case DEDUP_CONFLICT:
-        reject(self, p, seq, TONGBAN__NACK_REASON__NACK_REPLAY_MISMATCH,
-               "a different batch was already accepted under this seq");
-        goto done;
-    case DEDUP_NEW:
-        break;
-    }
-    /* FIFO per sender: a batch is accepted only after its predecessor, so a
-     * batch lost in flight (hub crash) cannot be overtaken by later ones. */
-    /* With no memory of this sender at all (a new hub data directory, or
-     * its old batches collected), there is nothing to order against:
-     * accept, and order from here on. */
-    if (bv.prev_seq && dedup_high(p->dedup) != 0 && bv.prev_seq > dedup_high(p->dedup)) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "predecessor %llu not accepted yet: resend from %llu",
-                 (unsigned long long)bv.prev_seq, (unsigned long long)dedup_high(p->dedup) + 1);
-        reject(self, p, seq, TONGBAN__NACK_REASON__NACK_OUT_OF_ORDER, detail);
-        goto done;
-    }
-    Tongban__NackReason why;
-    if (b) {
-        why = registry_check(self->reg, p->reg, b, err, sizeof err);
-    } else if (registry_types_allowed(p->reg, bv.types)) {
-        why = registry_check_dest(self->reg, p->reg, dest, err, sizeof err);
-    } else {
-        /* refused: decoded, for the same detail (which entry, which type) */
-        b = tongban__batch__unpack(NULL, sb->body.len, sb->body.data);
-        why = b ? registry_check(self->reg, p->reg, b, err, sizeof err) : TONGBAN__NACK_REASON__NACK_ACL;
-        if (!b) snprintf(err, sizeof err, "%s may not send entries of these types", p->id);
-    }
-    if (why != TONGBAN__NACK_REASON__NACK_UNSPECIFIED) {
-        reject(self, p, seq, why, err);
-        goto done;
-    }
-    uint64_t hub_seq = 0;
-    /* the body's SHA-256 when the signature covered it (prehash): the
-     * journal's chain takes it instead of hashing the body again */
-    rc = hubstore_append(self->store, p->id, seq, dest, raw, raw_len, bv.has_body_sha256 ? bv.body_sha256 : NULL,
-                         &hub_seq, err, sizeof err);
-    if (rc != TB_OK) {
-        if (!self->storage_failed)
-            tb_log(TB_LOG_ERROR, comp, "journal_append_failed", "error=\"%s\"", err);
-        self->storage_failed = 1;
-        reject(self, p, seq, TONGBAN__NACK_REASON__NACK_STORAGE, err);
-        goto done;
-    }
-    if (self->storage_failed) {
-        tb_log(TB_LOG_INFO, comp, "journal_writable_again", "hub_seq=%llu", (unsigned long long)hub_seq);
-        self->storage_failed = 0;
-    }
-    dedup_record(p->dedup, seq, digest);
-    queue_ack(self, p, seq);
-    for (size_t i = 0; i < self->npeers; i++) {
-        peer_t *d = &self->peers[i];
-        if (d != p && d->reg && registry_wants(d->reg, dest)) {
-            d->backlog_batches++;
-            d->backlog_bytes += raw_len;
-        }
-    }
-    p->batches_in++;
-    p->records_in += bv.n_entries;
-    self->stats.batches_in++;
-    self->stats.records_in += bv.n_entries;
-    tb_log(TB_LOG_DEBUG, comp, "batch_accepted", "node=%s seq=%llu dest=%s entries=%zu hub_seq=%llu",
-           p->id, (unsigned long long)seq, dest, bv.n_entries, (unsigned long long)hub_seq);
-done:
-    if (b) tongban__batch__free_unpacked(b, NULL);
-    if (sbu) tongban__signed_batch__free_unpacked(sbu, NULL);
-}
-
-/* Stops serving at once (store: postgresql): the lock or the database is
- * lost, or another hub claimed the store. ROUTER closed, in-flight state
- * dropped, lock released; back to standby (the loop tries the lock again). */
-static void fence(hub_t *self, const char *reason, const char *detail)
-{
-    if (!self->active) return;
-    tb_log(TB_LOG_ERROR, comp, "fenced", "hub=%s reason=%s unix_ms=%lld detail=\"%s\" action=standby",
-           self->cfg->id, reason, (long long)wall_ms(), detail ? detail : "");
-    deactivate(self);
-    hub_ha_release(self->ha, reason);
-    self->fences++;
-    self->role_since_wall_ms = wall_ms();
-}
-
-/* Group commit: one fsync for everything journaled in this burst, then the
- * Acks, then deliveries of what just became durable. */
-static void flush(hub_t *self, uint64_t now)
-{
-    if (self->nacks == 0) return;
-    char err[TB_ERRLEN];
-    if (!self->store) {
-        self->nacks = 0;
-        return;
-    }
-    if (hubstore_durable_seq(self->store) < hubstore_last_seq(self->store)) {
-        if (self->pg && hubstore_sync(self->store, err, sizeof err) != TB_OK) {
-            /* not committed, or not known to be: nothing is acked; the
-             * senders resend to whichever hub is active next, and its
-             * recovery tells what was really committed */
-            self->nacks = 0;
-            fence(self, "commit_failed", err);
-            return;
-        }
-        if (!self->pg && hubstore_sync(self->store, err, sizeof err) != TB_OK) {
-            /* After a failed fdatasync the kernel may have dropped the data
-             * and a retry could falsely succeed: nothing is acked, and the
-             * hub stops (fail-stop, as PostgreSQL does); recovery at the
-             * next start finds out what is really on disk. */
-            tb_log(TB_LOG_ERROR, comp, "journal_sync_failed", "error=\"%s\" action=stop", err);
-            for (size_t i = 0; i < self->nacks; i++)
-                send_nack(self, self->acks[i].peer, self->acks[i].seq,
-                          TONGBAN__NACK_REASON__NACK_STORAGE, err);
-            self->nacks = 0;
-            self->storage_failed = 1;
-            self->fatal = 1;
-            return;
-        }
-        self->stats.syncs++;
-    }
-    for (size_t i = 0; i < self->nacks; i++) {
-        Tongban__Ack ack = TONGBAN__ACK__INIT;
-        ack.seq = self->acks[i].seq;
-        Tongban__Frame f = TONGBAN__FRAME__INIT;
-        f.kind_case = TONGBAN__FRAME__KIND_ACK;
-        f.ack = &ack;
-        if (send_to(self, self->acks[i].peer, &f) == TB_OK) self->stats.acks_out++;
-    }
-    if (self->pg && !self->first_ack_logged && self->stats.acks_out) {
-        self->first_ack_logged = 1;
-        tb_log(TB_LOG_INFO, comp, "first_ack", "unix_ms=%lld ms_since_active=%llu", (long long)wall_ms(),
-               (unsigned long long)(tb_now_ms() - self->activated_ms));
-    }
-    self->nacks = 0;
-    for (size_t i = 0; i < self->npeers; i++) pump(self, &self->peers[i], now);
-}
-
-static void on_deliver_ack(hub_t *self, peer_t *p, uint64_t hub_seq, uint64_t now)
-{
-    for (size_t k = 0; k < p->ninflight; k++) {
-        inflight_t *e = &p->inflight[k];
-        if (e->hub_seq != hub_seq || e->acked) continue;
-        e->acked = 1;
-        p->acks_in++;
-        if (p->backlog_batches) p->backlog_batches--;
-        p->backlog_bytes = p->backlog_bytes > e->bytes ? p->backlog_bytes - e->bytes : 0;
-        break;
-    }
-    advance_cursor(self, p);
-    pump(self, p, now);
+    hub_pump(self, p, now);
 }
 
 /* Query / Reply: routed to an online node now, not journaled. A query for
@@ -816,10 +460,10 @@ static void on_query(hub_t *self, peer_t *p, Tongban__Query *q)
     peer_t *d = q->dest ? peer_by_id(self, q->dest) : NULL;
     q->from = p->id;
     Tongban__Frame f = TONGBAN__FRAME__INIT;
-    if (d && d != p && d->online && !peer_revoked(d)) {
+    if (d && d != p && d->online && !hub_peer_revoked(d)) {
         f.kind_case = TONGBAN__FRAME__KIND_QUERY;
         f.query = q;
-        if (send_to(self, d, &f) == TB_OK) {
+        if (hub_send_to(self, d, &f) == TB_OK) {
             q->from = NULL;
             return;
         }
@@ -832,7 +476,7 @@ static void on_query(hub_t *self, peer_t *p, Tongban__Query *q)
     r.from = q->dest;
     f.kind_case = TONGBAN__FRAME__KIND_REPLY;
     f.reply = &r;
-    send_to(self, p, &f);
+    hub_send_to(self, p, &f);
     tb_log(TB_LOG_DEBUG, comp, "query_unavailable", "node=%s dest=%s kind=%s", p->id,
            q->dest ? q->dest : "", q->kind ? q->kind : "");
 }
@@ -846,7 +490,7 @@ static void on_reply(hub_t *self, peer_t *p, Tongban__Reply *r)
     Tongban__Frame f = TONGBAN__FRAME__INIT;
     f.kind_case = TONGBAN__FRAME__KIND_REPLY;
     f.reply = r;
-    send_to(self, d, &f);
+    hub_send_to(self, d, &f);
     r->from = saved;
 }
 
@@ -874,7 +518,7 @@ static void on_router(hub_t *self, uint64_t now)
         goto done;
     }
     int fd = zmq_msg_get(&body, ZMQ_SRCFD), fresh = 0;
-    if (peer_revoked(p)) {
+    if (hub_peer_revoked(p)) {
         /* a connection the revocation did not cut (the node held several,
          * or was removed from the registry): nothing on it is served, and
          * it is cut at its first message (p->rid: the last one cut) */
@@ -890,13 +534,13 @@ static void on_router(hub_t *self, uint64_t now)
         goto done;
     }
     p->last_seen_ms = now;
-    p->last_seen_wall_ms = wall_ms();
+    p->last_seen_wall_ms = hub_wall_ms();
     if (!p->online || p->rid_len != zmq_msg_size(&rid) ||
         memcmp(p->rid, zmq_msg_data(&rid), p->rid_len) != 0) {
         p->rid_len = zmq_msg_size(&rid);
         memcpy(p->rid, zmq_msg_data(&rid), p->rid_len);
         if (!p->online) tb_log(TB_LOG_INFO, comp, "node_online", "node=%s", p->id);
-        else reset_delivery(p);   /* a new connection: what was in flight went to the old one */
+        else hub_reset_delivery(p);   /* a new connection: what was in flight went to the old one */
         p->online = 1;
         fresh = 1;
     }
@@ -913,18 +557,18 @@ static void on_router(hub_t *self, uint64_t now)
     uint32_t field;
     if (tb_frame_inner(data, size, &field, &inner, &inner_len) == TB_OK &&
         field == TONGBAN__FRAME__KIND_BATCH) {
-        on_batch(self, p, inner, inner_len);   /* journaled verbatim, no re-encoding */
+        hub_on_batch(self, p, inner, inner_len);   /* journaled verbatim, no re-encoding */
         goto done;
     }
     Tongban__Frame *f = tongban__frame__unpack(NULL, size, data);
     if (!f) {
         self->stats.malformed_frames++;
-        reject(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable frame");
+        hub_reject(self, p, 0, TONGBAN__NACK_REASON__NACK_MALFORMED, "undecodable frame");
         goto done;
     }
     switch (f->kind_case) {
     case TONGBAN__FRAME__KIND_HELLO: on_hello(self, p, f->hello, now); break;
-    case TONGBAN__FRAME__KIND_DELIVER_ACK: on_deliver_ack(self, p, f->deliver_ack->hub_seq, now); break;
+    case TONGBAN__FRAME__KIND_DELIVER_ACK: hub_on_deliver_ack(self, p, f->deliver_ack->hub_seq, now); break;
     case TONGBAN__FRAME__KIND_QUERY: on_query(self, p, f->query); break;
     case TONGBAN__FRAME__KIND_REPLY: on_reply(self, p, f->reply); break;
     case TONGBAN__FRAME__KIND_HEARTBEAT: {
@@ -933,7 +577,7 @@ static void on_router(hub_t *self, uint64_t now)
         Tongban__Frame r = TONGBAN__FRAME__INIT;
         r.kind_case = TONGBAN__FRAME__KIND_HEARTBEAT;
         r.heartbeat = &hb;
-        send_to(self, p, &r);
+        hub_send_to(self, p, &r);
         break;
     }
     default:
@@ -958,7 +602,7 @@ static void broadcast_directory(hub_t *self)
     f.kind_case = TONGBAN__FRAME__KIND_DIRECTORY;
     f.directory = dir;
     for (size_t i = 0; i < self->npeers; i++)
-        if (self->peers[i].online && !peer_revoked(&self->peers[i])) send_to(self, &self->peers[i], &f);
+        if (self->peers[i].online && !hub_peer_revoked(&self->peers[i])) hub_send_to(self, &self->peers[i], &f);
     free_directory(dir);
 }
 
@@ -975,7 +619,7 @@ tb_err_t hub_revoke(hub_t *self, const char *id, char *err, size_t errlen)
         /* libzmq has no call to drop one peer of a ROUTER: shut its socket
          * down (the fd of its last message); ZAP refuses it from now on. */
         if (peer_fd_current(p)) shutdown(p->fd, SHUT_RDWR);
-        mark_offline(p, "revoked");
+        hub_mark_offline(p, "revoked");
     }
     if (p) p->rid_len = 0;   /* any connection it still holds is cut at its next message */
     tb_log(TB_LOG_WARN, comp, "node_revoked", "node=%s", id);
@@ -1018,7 +662,7 @@ tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = &self->peers[i];
         p->reg = registry_node(reg, p->id);
-        if (!p->reg && p->online) mark_offline(p, "removed_from_registry");
+        if (!p->reg && p->online) hub_mark_offline(p, "removed_from_registry");
         if (!p->reg) p->rid_len = 0;   /* its connections are cut at their next message */
     }
     size_t added = 0;
@@ -1031,7 +675,7 @@ tb_err_t hub_reload(hub_t *self, char *err, size_t errlen)
     registry_destroy(&self->reg);
     self->reg = reg;
     reg = NULL;
-    for (size_t i = 0; i < self->npeers; i++) reset_delivery(&self->peers[i]);
+    for (size_t i = 0; i < self->npeers; i++) hub_reset_delivery(&self->peers[i]);
     tb_log(TB_LOG_INFO, comp, "registry_reloaded", "nodes=%zu topics=%zu added=%zu", self->reg->n,
            self->reg->ntopics, added);
     broadcast_directory(self);
@@ -1059,16 +703,16 @@ static void on_timer(hub_t *self, uint64_t now)
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = &self->peers[i];
         if (p->online && now - p->last_seen_ms > (uint64_t)self->cfg->heartbeat_timeout_ms)
-            mark_offline(p, "heartbeat_timeout");
+            hub_mark_offline(p, "heartbeat_timeout");
         for (size_t k = 0; k < p->ninflight; k++) {
             if (!p->inflight[k].acked && now - p->inflight[k].sent_ms > (uint64_t)self->cfg->redeliver_ms) {
                 tb_log(TB_LOG_INFO, comp, "redeliver", "node=%s from_hub_seq=%llu", p->id,
                        (unsigned long long)p->inflight[k].hub_seq);
-                reset_delivery(p);
+                hub_reset_delivery(p);
                 break;
             }
         }
-        pump(self, p, now);
+        hub_pump(self, p, now);
     }
     if (now - self->last_save_ms >= SAVE_EVERY_MS) {
         self->last_save_ms = now;
@@ -1111,6 +755,20 @@ static void on_timer(hub_t *self, uint64_t now)
     }
 }
 
+/* Stops serving at once (store: postgresql): the lock or the database is
+ * lost, or another hub claimed the store. ROUTER closed, in-flight state
+ * dropped, lock released; back to standby (the loop tries the lock again). */
+void hub_fence(hub_t *self, const char *reason, const char *detail)
+{
+    if (!self->active) return;
+    tb_log(TB_LOG_ERROR, comp, "fenced", "hub=%s reason=%s unix_ms=%lld detail=\"%s\" action=standby",
+           self->cfg->id, reason, (long long)hub_wall_ms(), detail ? detail : "");
+    deactivate(self);
+    hub_ha_release(self->ha, reason);
+    self->fences++;
+    self->role_since_wall_ms = hub_wall_ms();
+}
+
 /* store: postgresql -- the lock: become active when it is ours, fence at
  * once when it is lost or the store broke. */
 static void ha_step(hub_t *self, uint64_t now)
@@ -1118,12 +776,12 @@ static void ha_step(hub_t *self, uint64_t now)
     char err[TB_ERRLEN];
     if (!self->ha) return;
     if (self->active && hubstore_broken(self->store)) {
-        fence(self, "store_lost", "the data session failed, timed out or was fenced");
+        hub_fence(self, "store_lost", "the data session failed, timed out or was fenced");
         return;
     }
     ha_event_t ev = hub_ha_tick(self->ha, now);
     if (ev == HA_LOST && self->active) {
-        fence(self, "lock_lost", "the lock session failed its check");
+        hub_fence(self, "lock_lost", "the lock session failed its check");
     } else if (ev == HA_ACQUIRED) {
         uint64_t t0 = tb_now_ms();
         if (activate(self, err, sizeof err) != TB_OK) {
@@ -1132,10 +790,10 @@ static void ha_step(hub_t *self, uint64_t now)
             return;
         }
         self->takeovers++;
-        self->role_since_wall_ms = wall_ms();
+        self->role_since_wall_ms = hub_wall_ms();
         self->last_stats_ms = self->last_rate_ms = self->last_gc_ms = self->last_save_ms = now;
         tb_log(TB_LOG_INFO, comp, "active", "hub=%s listen=%s unix_ms=%lld nodes=%zu last_seq=%llu recovery_ms=%llu",
-               self->cfg->id, self->cfg->listen, (long long)wall_ms(), self->npeers,
+               self->cfg->id, self->cfg->listen, (long long)hub_wall_ms(), self->npeers,
                (unsigned long long)hubstore_last_seq(self->store), (unsigned long long)(tb_now_ms() - t0));
     }
 }
@@ -1198,7 +856,7 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
                     break;
                 on_router(self, now);
             }
-            flush(self, now);
+            hub_flush(self, now);
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) hub_admin_handle(self);
         if (now - self->last_timer_ms >= TIMER_MS) {
@@ -1214,11 +872,11 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
         if (turn_ms >= TIMER_MS + STALL_LOG_MS) {
             self->stats.loop_stalls++;
             tb_log(TB_LOG_WARN, comp, "loop_stalled", "ms=%llu from_unix_ms=%lld hint=\"slow storage (fsync, PostgreSQL) or no CPU\"",
-                   (unsigned long long)turn_ms, (long long)(wall_ms() - (int64_t)turn_ms));
+                   (unsigned long long)turn_ms, (long long)(hub_wall_ms() - (int64_t)turn_ms));
         }
     }
     if (self->fatal) return TB_ERR_IO;
-    flush(self, tb_now_ms());
+    hub_flush(self, tb_now_ms());
     char err[TB_ERRLEN];
     if (self->store && !self->pg && hubstore_sync(self->store, err, sizeof err) != TB_OK)
         tb_log(TB_LOG_ERROR, comp, "journal_sync_failed", "error=\"%s\"", err);

@@ -1,5 +1,6 @@
-/* hub_internal.h -- the hub's state, shared by hub.c (the loop) and admin.c
- * (the operator's channel). Not part of any public interface. */
+/* hub_internal.h -- the hub's state, shared by hub.c (the loop), its ingest
+ * and delivery paths (hub_ingest.c, hub_deliver.c), admin.c (the operator's
+ * channel), metrics_hub.c and console.c. Not part of any public interface. */
 #ifndef TB_HUB_INTERNAL_H
 #define TB_HUB_INTERNAL_H
 
@@ -113,9 +114,50 @@ void hub_metrics_stop(hub_t *self);
 tb_err_t hub_metrics_render(hub_t *self, char **text, size_t *len);
 /* metrics_hub.c: the /healthz verdict: 1 if healthy, else 0 with why. */
 int hub_metrics_health(const hub_t *self, char *why, size_t whylen);
+/* 1 if p may not be served: removed from the registry, or revoked. */
+static inline int hub_peer_revoked(const peer_t *p)
+{
+    return !p->reg || p->reg->revoked_ms != 0;
+}
+
+/* hub.c: wall-clock time, milliseconds since the epoch. */
+int64_t hub_wall_ms(void);
+/* hub.c: sends f to p (DONTWAIT). Returns TB_OK, TB_ERR_UNAVAILABLE when p
+ * is offline or unreachable (then marked offline), or the send's error. */
+tb_err_t hub_send_to(hub_t *self, peer_t *p, const Tongban__Frame *f);
+/* hub.c: stops sending to p (no-op when offline); why goes into the log
+ * line. What is in flight stays in flight. */
+void hub_mark_offline(peer_t *p, const char *why);
+/* hub.c (store: postgresql): stops serving at once and goes back to standby
+ * (no-op when not active); reason and detail go into the log line. */
+void hub_fence(hub_t *self, const char *reason, const char *detail);
 /* hub.c: revokes a node now (registry file, connection, directory update). */
 tb_err_t hub_revoke(hub_t *self, const char *id, char *err, size_t errlen);
 /* hub.c: re-reads the configuration file and applies the registry. */
 tb_err_t hub_reload(hub_t *self, char *err, size_t errlen);
+
+/* hub_ingest.c: handles one Batch frame from p (raw: the SignedBatch's
+ * bytes, journaled verbatim): verified, deduplicated, checked against the
+ * ACL, journaled, its Ack queued for hub_flush; or refused with a Nack. */
+void hub_on_batch(hub_t *self, peer_t *p, const uint8_t *raw, size_t raw_len);
+/* hub_ingest.c: refuses p's batch seq (0: unknown) for reason: logs
+ * batch_rejected, counts it, sends the Nack with detail. */
+void hub_reject(hub_t *self, peer_t *p, uint64_t seq, Tongban__NackReason reason, const char *detail);
+/* hub_ingest.c: the group commit after a receive burst: one sync for what
+ * was journaled, then the queued Acks, then hub_pump for every node. A sync
+ * that fails sets self->fatal (journal) or fences the hub (PostgreSQL), and
+ * nothing is acked. */
+void hub_flush(hub_t *self, uint64_t now);
+
+/* hub_deliver.c: forgets what is in flight to p: the next hub_pump resends
+ * from the cursor. */
+void hub_reset_delivery(peer_t *p);
+/* hub_deliver.c: sends as many journaled batches to p as its window allows
+ * (nothing when p is offline or revoked, or the store is down), then moves
+ * p's cursor past what is acked. */
+void hub_pump(hub_t *self, peer_t *p, uint64_t now);
+/* hub_deliver.c: p acked the Deliver of hub_seq: counts it, moves the
+ * cursor, pumps more. */
+void hub_on_deliver_ack(hub_t *self, peer_t *p, uint64_t hub_seq, uint64_t now);
 
 #endif
