@@ -11,7 +11,6 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -20,215 +19,13 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "config_valid.h"
+
 #define MAX_FILE_BYTES (1024 * 1024)  /* a config file is a few KiB; refuse a huge one */
 #define MAX_ERRORS 100                /* stored error lines; the rest are counted */
 #define KEY_SHOW_MAX 64               /* bytes of an unknown key echoed in a message */
 #define PATH_BUF 256                  /* dotted key paths of messages */
 #define MAX_DEPTH 32                  /* nesting of collections; the schemas need 4 */
-
-/* ---- validators ---- */
-
-static int id_char(int ch)
-{
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '.' || ch == '-';
-}
-
-int tb_config_valid_id(const char *s)
-{
-    size_t n = 0;
-    if (!s) return 0;
-    for (; s[n]; n++)
-        if (n >= TB_ID_MAX || !id_char((unsigned char)s[n])) return 0;
-    return n > 0;
-}
-
-int tb_config_valid_dest(const char *s)
-{
-    if (!s) return 0;
-    if (strncmp(s, "topic:", 6) == 0) return tb_config_valid_id(s + 6);
-    return tb_config_valid_id(s);
-}
-
-/* A route's catalog: a catalog name (same syntax as an id) or "*". */
-static int valid_catalog(const char *s)
-{
-    return s && (strcmp(s, "*") == 0 || tb_config_valid_id(s));
-}
-
-/* 40 characters of the Z85 alphabet whose 5-character groups each fit in 32
- * bits, i.e. what zmq_z85_decode accepts for a 32-byte CURVE key. */
-static int valid_z85(const char *s)
-{
-    static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                   ".-:+=^!/*?&<>()[]{}@%$#";
-    uint64_t group = 0;
-    size_t n = 0;
-    if (!s) return 0;
-    for (; s[n]; n++) {
-        const char *d = strchr(alphabet, s[n]);
-        if (n >= 40 || !d) return 0;
-        group = group * 85 + (uint64_t)(d - alphabet);
-        if (n % 5 == 4) {
-            if (group > UINT32_MAX) return 0;
-            group = 0;
-        }
-    }
-    return n == 40;
-}
-
-/* Host name (RFC 1123 labels) or dotted-quad IPv4, n bytes at h. */
-static int valid_host(const char *h, size_t n)
-{
-    char buf[256];
-    struct in_addr a4;
-    size_t label = 0;
-    int numeric = 1;                     /* the current label is all digits */
-    if (n == 0 || n > 253) return 0;
-    for (size_t i = 0; i <= n; i++) {
-        int ch = i < n ? (unsigned char)h[i] : '.';
-        if (ch == '.') {
-            if (label == 0 || label > 63 || h[i - 1] == '-') return 0;
-            if (i == n) break;
-            label = 0;
-            numeric = 1;
-            continue;
-        }
-        int alnum = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-        if (!alnum && ch != '-') return 0;
-        if (ch == '-' && label == 0) return 0;
-        if (ch < '0' || ch > '9') numeric = 0;
-        label++;
-    }
-    if (!numeric) return 1;
-    /* The last label is all digits: it must be an IPv4 address. */
-    memcpy(buf, h, n);
-    buf[n] = '\0';
-    return inet_pton(AF_INET, buf, &a4) == 1;
-}
-
-static int valid_port(const char *p)
-{
-    size_t n = strspn(p, "0123456789");
-    if (n == 0 || n > 5 || p[n] != '\0') return 0;
-    char *end;
-    long v = strtol(p, &end, 10);
-    return *end == '\0' && v >= 1 && v <= 65535;
-}
-
-static int valid_endpoint(const char *s, int allow_wildcard)
-{
-    const char *host, *colon;
-    if (!s || strncmp(s, "tcp://", 6) != 0) return 0;
-    host = s + 6;
-    if (*host == '[') {
-        char buf[INET6_ADDRSTRLEN];
-        struct in6_addr a6;
-        const char *close = strchr(host, ']');
-        if (!close || close[1] != ':') return 0;
-        size_t n = (size_t)(close - host - 1);
-        if (n == 0 || n >= sizeof buf) return 0;
-        memcpy(buf, host + 1, n);
-        buf[n] = '\0';
-        if (inet_pton(AF_INET6, buf, &a6) != 1) return 0;
-        colon = close + 1;
-    } else {
-        colon = strrchr(host, ':');
-        if (!colon) return 0;
-        size_t n = (size_t)(colon - host);
-        if (n == 1 && host[0] == '*') {
-            if (!allow_wildcard) return 0;
-        } else if (!valid_host(host, n)) {
-            return 0;
-        }
-    }
-    return valid_port(colon + 1);
-}
-
-int tb_config_valid_endpoint(const char *s)
-{
-    return valid_endpoint(s, 1);
-}
-
-/* Where a node connects: no "*". */
-static int valid_connect_endpoint(const char *s)
-{
-    return valid_endpoint(s, 0);
-}
-
-int tb_config_parse_http_listen(const char *s, char *host, size_t hostlen, int *port)
-{
-    char buf[INET6_ADDRSTRLEN];
-    const char *p;
-    struct in6_addr a6;
-    struct in_addr a4;
-    if (!s || !*s) return 0;
-    if (valid_port(s)) {                      /* bare port: loopback */
-        snprintf(buf, sizeof buf, "127.0.0.1");
-        p = s;
-    } else if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        size_t n = close ? (size_t)(close - s - 1) : 0;
-        if (!close || close[1] != ':' || n == 0 || n >= sizeof buf) return 0;
-        memcpy(buf, s + 1, n);
-        buf[n] = '\0';
-        if (inet_pton(AF_INET6, buf, &a6) != 1) return 0;
-        p = close + 2;
-    } else {
-        const char *colon = strchr(s, ':');
-        size_t n = colon ? (size_t)(colon - s) : 0;
-        if (!colon || n == 0 || n >= sizeof buf) return 0;
-        memcpy(buf, s, n);
-        buf[n] = '\0';
-        if (inet_pton(AF_INET, buf, &a4) != 1) return 0;
-        p = colon + 1;
-    }
-    if (!valid_port(p)) return 0;
-    if (host) {
-        if (strlen(buf) >= hostlen) return 0;
-        snprintf(host, hostlen, "%s", buf);
-    }
-    if (port) *port = (int)strtol(p, NULL, 10);
-    return 1;
-}
-
-static int valid_http_listen(const char *s)
-{
-    return tb_config_parse_http_listen(s, NULL, 0, NULL);
-}
-
-int tb_config_loopback_host(const char *host)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (!host) return 0;
-    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) != 1) return 0;
-    if (IN6_IS_ADDR_LOOPBACK(&a6)) return 1;
-    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
-}
-
-/* api.listen: tcp://HOST:PORT (HOST may be "*") or ipc:// with an absolute
- * path that fits a Unix socket address (107 bytes). */
-static int valid_api_listen(const char *s)
-{
-    if (!s) return 0;
-    if (strncmp(s, "tcp://", 6) == 0) return tb_config_valid_endpoint(s);
-    if (strncmp(s, "ipc:///", 7) != 0) return 0;
-    size_t n = strlen(s + 6);
-    if (n < 2 || n > 107) return 0;
-    for (const char *p = s + 6; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7F) return 0;
-    return s[strlen(s) - 1] != '/';
-}
-
-/* http.token: it travels in a header, a URL and a cookie, so only
- * characters that need no escaping anywhere; long enough not to be guessed. */
-static int valid_http_token(const char *s)
-{
-    size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-");
-    return n >= 16 && s[n] == '\0';
-}
 
 /* ---- schema ---- */
 
@@ -269,8 +66,8 @@ struct field {
 
 /* http.listen of both daemons: optional, "" or absent = no HTTP endpoint. */
 #define HTTP_FIELDS(T)                                                                   \
-    { .key = "http.listen", .type = F_STRING, AT(T, http_listen), .check = valid_http_listen, \
-      .expect = EXPECT_HTTP, .empty_ok = 1 }
+    { .key = "http.listen", .type = F_STRING, AT(T, http_listen),                        \
+      .check = tb_config_valid_http_listen, .expect = EXPECT_HTTP, .empty_ok = 1 }
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const log_formats[] = { "logfmt", "json", NULL };
@@ -287,18 +84,6 @@ static const char *const entry_type_names[] = {
     "case_update", "case_rating", "risk_alert", "complaint", NULL,
 };
 
-/* A destination an ACL may name: a node id, topic:<name>, or "*". */
-static int valid_acl_dest(const char *s)
-{
-    return s && (strcmp(s, "*") == 0 || tb_config_valid_dest(s));
-}
-
-/* A topic publisher: a node id or "*". */
-static int valid_id_or_star(const char *s)
-{
-    return s && (strcmp(s, "*") == 0 || tb_config_valid_id(s));
-}
-
 static const field_t topic_name_item = {
     .type = F_STRING, .size = sizeof(((tb_hub_node_config_t *)0)->subscribe[0]),
     .check = tb_config_valid_id, .expect = "expected a topic name (without \"topic:\")",
@@ -309,11 +94,11 @@ static const field_t entry_type_item = {
 };
 static const field_t acl_dest_item = {
     .type = F_STRING, .size = sizeof(((tb_hub_node_config_t *)0)->may_send_to[0]),
-    .check = valid_acl_dest, .expect = "expected a node id, topic:<name> or \"*\"",
+    .check = tb_config_valid_acl_dest, .expect = "expected a node id, topic:<name> or \"*\"",
 };
 static const field_t publisher_item = {
     .type = F_STRING, .size = sizeof(((tb_hub_topic_config_t *)0)->publishers[0]),
-    .check = valid_id_or_star, .expect = "expected a node id or \"*\"",
+    .check = tb_config_valid_id_or_star, .expect = "expected a node id or \"*\"",
 };
 
 #define LIST_OF(k, T, m, cnt, itm) \
@@ -334,7 +119,7 @@ static const field_t hub_node_fields[] = {
     { .key = "id", .type = F_STRING, AT(tb_hub_node_config_t, id), .required = 1,
       .check = tb_config_valid_id, .expect = EXPECT_ID, .unique = "node id" },
     { .key = "curve_public", .type = F_STRING, AT(tb_hub_node_config_t, curve_public), .required = 1,
-      .check = valid_z85, .expect = EXPECT_Z85, .unique = "CURVE public key" },
+      .check = tb_config_valid_z85, .expect = EXPECT_Z85, .unique = "CURVE public key" },
     { .key = "certificate", .type = F_PATH, AT(tb_hub_node_config_t, certificate), .required = 1 },
     LIST_OF("subscribe", tb_hub_node_config_t, subscribe, subscribe_count, topic_name_item),
     LIST_OF("may_send", tb_hub_node_config_t, may_send, may_send_count, entry_type_item),
@@ -368,8 +153,9 @@ static const field_t hub_fields[] = {
     INT_FIELD("postgresql.check_ms", tb_hub_config_t, pg_check_ms, 100, 60000, 500),
     { .key = "hub.advertise", .type = F_STRING, AT(tb_hub_config_t, advertise), .empty_ok = 1 },
     HTTP_FIELDS(tb_hub_config_t),
-    { .key = "http.token", .type = F_STRING, AT(tb_hub_config_t, http_token), .check = valid_http_token,
-      .expect = "expected 16 to 256 characters of [A-Za-z0-9._~-] (e.g. openssl rand -hex 32)", .empty_ok = 1 },
+    { .key = "http.token", .type = F_STRING, AT(tb_hub_config_t, http_token),
+      .check = tb_config_valid_http_token, .empty_ok = 1,
+      .expect = "expected 16 to 256 characters of [A-Za-z0-9._~-] (e.g. openssl rand -hex 32)" },
     { .key = "http.tls_cert", .type = F_PATH, AT(tb_hub_config_t, http_tls_cert), .empty_ok = 1 },
     { .key = "http.tls_key", .type = F_PATH, AT(tb_hub_config_t, http_tls_key), .empty_ok = 1 },
     LOG_FIELDS(tb_hub_config_t),
@@ -388,7 +174,7 @@ static const field_t route_dest_item = {
 };
 static const field_t route_fields[] = {
     { .key = "catalog", .type = F_STRING, AT(tb_route_config_t, catalog), .required = 1,
-      .check = valid_catalog, .expect = "expected a catalog name or \"*\"" },
+      .check = tb_config_valid_catalog, .expect = "expected a catalog name or \"*\"" },
     { .key = "to", .type = F_LIST, .off = offsetof(tb_route_config_t, to),
       .size = sizeof(((tb_route_config_t *)0)->to[0]), .count_off = offsetof(tb_route_config_t, to_count),
       .required = 1, .min = 1, .item = &route_dest_item },
@@ -399,7 +185,7 @@ static const schema_t route_schema = { route_fields, sizeof route_fields / sizeo
 #define MAX_HUB_ENDPOINTS 16          /* hubs of one active / standby group */
 static const field_t hub_endpoint_item = {
     .type = F_STRING, .size = sizeof(((tb_node_config_t *)0)->hub_endpoints[0]),
-    .check = valid_connect_endpoint, .expect = EXPECT_EP,
+    .check = tb_config_valid_connect_endpoint, .expect = EXPECT_EP,
 };
 static const field_t node_fields[] = {
     { .key = "node.id", .type = F_STRING, AT(tb_node_config_t, id), .required = 1,
@@ -411,12 +197,12 @@ static const field_t node_fields[] = {
     NODE_PATH("keys.curve_secret", curve_secret),
     NODE_PATH("keys.curve_public", curve_public),
     { .key = "hub.endpoint", .type = F_STRING, AT(tb_node_config_t, hub_endpoint), .required = 1,
-      .check = valid_connect_endpoint, .expect = EXPECT_EP, .alt = "hub.endpoints" },
+      .check = tb_config_valid_connect_endpoint, .expect = EXPECT_EP, .alt = "hub.endpoints" },
     { .key = "hub.endpoints", .type = F_LIST, .off = offsetof(tb_node_config_t, hub_endpoints),
       .size = sizeof(((tb_node_config_t *)0)->hub_endpoints[0]),
       .count_off = offsetof(tb_node_config_t, hub_endpoint_count), .min = 1, .item = &hub_endpoint_item },
     { .key = "hub.curve_public", .type = F_STRING, AT(tb_node_config_t, hub_curve_public), .required = 1,
-      .check = valid_z85, .expect = EXPECT_Z85 },
+      .check = tb_config_valid_z85, .expect = EXPECT_Z85 },
     INT_FIELD("hub.connect_timeout_ms", tb_node_config_t, hub_connect_timeout_ms, 1000, 86400000, 15000),
     { .key = "postgresql.conninfo", .type = F_STRING, AT(tb_node_config_t, pg_conninfo), .required = 1 },
     INT_FIELD("batch.max_entries", tb_node_config_t, batch_max_entries, 1, 100000, 1000),
@@ -432,8 +218,8 @@ static const field_t node_fields[] = {
     INT_FIELD("retention.dead_letters_applied_days", tb_node_config_t, retention_dead_letters_days, 0, 36500, 30),
     INT_FIELD("retention.interval_s", tb_node_config_t, retention_interval_s, 10, 86400, 300),
     HTTP_FIELDS(tb_node_config_t),
-    { .key = "api.listen", .type = F_STRING, AT(tb_node_config_t, api_listen), .check = valid_api_listen,
-      .expect = EXPECT_API, .empty_ok = 1 },
+    { .key = "api.listen", .type = F_STRING, AT(tb_node_config_t, api_listen),
+      .check = tb_config_valid_api_listen, .expect = EXPECT_API, .empty_ok = 1 },
     { .key = "api.clients", .type = F_PATH, AT(tb_node_config_t, api_clients), .empty_ok = 1 },
     LOG_FIELDS(tb_node_config_t),
     { .key = "routes", .type = F_LIST, .off = offsetof(tb_node_config_t, routes),

@@ -17,6 +17,11 @@
 #define TB_DEST_MAX (TB_ID_MAX + 6)   /* a node id or "topic:" + a topic name */
 #define TB_PATH_MAX 1024
 
+/* The value validators (tb_config_valid_id, tb_config_valid_dest,
+ * tb_config_valid_endpoint, tb_config_parse_http_listen,
+ * tb_config_loopback_host, ...) live in config_valid.h. */
+#include "config_valid.h"
+
 /* A list of problems found while loading (each a complete line, no '\n'). */
 typedef struct {
     char **lines;
@@ -162,20 +167,5 @@ char *tb_node_admin_path(const tb_node_config_t *cfg, char *buf, size_t len);
  * ipc://<directory of the admin socket path>/tongban-node-<id>.api, written
  * into buf. The node binds it; libtongban / tbctl connect to it. Returns buf. */
 char *tb_node_api_endpoint(const tb_node_config_t *cfg, char *buf, size_t len);
-
-/* Validators shared with other modules. Return 1 if valid, 0 if not. */
-int tb_config_valid_id(const char *s);          /* [A-Za-z0-9_.-]{1,64}            */
-int tb_config_valid_dest(const char *s);        /* node id or topic:<id>           */
-int tb_config_valid_endpoint(const char *s);    /* tcp://host:port, port 1..65535  */
-
-/* http.listen: "PORT" (host 127.0.0.1), "IPv4:PORT" or "[IPv6]:PORT", port
- * 1..65535; literal addresses only (no name lookup). Returns 1 and fills
- * host (without brackets; hostlen >= 46) and port if valid, 0 if not. host
- * and port may be NULL to only validate. */
-int tb_config_parse_http_listen(const char *s, char *host, size_t hostlen, int *port);
-
-/* 1 if host (an address as tb_config_parse_http_listen gives it) is a
- * loopback address (127.0.0.0/8, ::1, ::ffff:127.x.y.z), else 0. */
-int tb_config_loopback_host(const char *host);
 
 #endif
