@@ -167,11 +167,8 @@ static tb_err_t sm2_z_of(EVP_PKEY *pkey, const char *source, uint8_t z[TB_SM2_Z_
 
 /* ---- file reading ---- */
 
-/* Reads a whole small file. When secret, refuses group/other permission
- * bits. Returns TB_OK with *buf (malloc'ed, NUL-terminated; the caller
- * cleanses and frees) and *len, TB_ERR_IO, TB_ERR_PERM or TB_ERR_NOMEM. */
-static tb_err_t read_small_file(const char *path, int secret, char **buf, size_t *len,
-                                char *err, size_t errlen)
+/* crypto.h */
+tb_err_t tb_read_small_file(const char *path, int secret, char **buf, size_t *len, char *err, size_t errlen)
 {
     tb_err_t rc = TB_ERR_IO;
     char *data = NULL;
@@ -258,7 +255,7 @@ tb_err_t tb_signer_load(const char *path, tb_signer_t **out, char *err, size_t e
         return TB_ERR_INVALID;
     }
     *out = NULL;
-    rc = read_small_file(path, 1, &data, &len, err, errlen);
+    rc = tb_read_small_file(path, 1, &data, &len, err, errlen);
     if (rc != TB_OK) return rc;
 
     rc = TB_ERR_CRYPTO;
@@ -558,7 +555,7 @@ tb_err_t tb_cert_load_file(const char *path, tb_cert_t **out, char *err, size_t 
         return TB_ERR_INVALID;
     }
     *out = NULL;
-    tb_err_t rc = read_small_file(path, 0, &data, &len, err, errlen);
+    tb_err_t rc = tb_read_small_file(path, 0, &data, &len, err, errlen);
     if (rc != TB_OK) return rc;
     rc = cert_from_pem((const uint8_t *)data, len, path, out, err, errlen);
     free(data);

@@ -28,6 +28,13 @@ const char *tb_alg_name(tb_alg_t alg);
  * error queue. Returns buf ("unknown error" when the queue was empty). */
 const char *tb_ossl_reason(char *buf, size_t len);
 
+/* Reads a whole small file (key, certificate: at most 1 MiB). When secret,
+ * refuses group/other permission bits. Returns TB_OK with *buf (malloc'ed,
+ * NUL-terminated; the caller cleanses and frees) and *len; TB_ERR_IO
+ * (missing, not a regular file, too large, read error), TB_ERR_PERM or
+ * TB_ERR_NOMEM, with the file named in err. */
+tb_err_t tb_read_small_file(const char *path, int secret, char **buf, size_t *len, char *err, size_t errlen);
+
 /* ---- private keys ---- */
 typedef struct tb_signer tb_signer_t;
 

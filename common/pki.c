@@ -540,45 +540,17 @@ tb_err_t tb_pki_curve_keypair(const char *secret_path, const char *public_path,
  * TB_ERR_PERM (secret file too open) or TB_ERR_INVALID (not a Z85 key). */
 tb_err_t tb_pki_read_z85(const char *path, int is_secret, char out[41], char *err, size_t errlen)
 {
-    tb_err_t rc = TB_ERR_IO;
-    char buf[64];
+    tb_err_t rc;
+    char *buf = NULL;
     size_t n = 0;
-    struct stat st;
     uint8_t raw[32];
 
     if (!path || !out) {
         tb_seterr(err, errlen, "tb_pki_read_z85: NULL argument");
         return TB_ERR_INVALID;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
-        return TB_ERR_IO;
-    }
-    if (fstat(fd, &st) != 0) {
-        tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        tb_seterr(err, errlen, "%s: not a regular file", path);
-        goto done;
-    }
-    if (is_secret && (st.st_mode & 077)) {
-        tb_seterr(err, errlen, "%s: permissions %04o are too open (must be 0600 or stricter)",
-               path, (unsigned)(st.st_mode & 07777));
-        rc = TB_ERR_PERM;
-        goto done;
-    }
-    while (n < sizeof buf) {
-        ssize_t r = read(fd, buf + n, sizeof buf - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            tb_seterr(err, errlen, "%s: %s", path, strerror(errno));
-            goto done;
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
+    if ((rc = tb_read_small_file(path, is_secret, &buf, &n, err, errlen)) != TB_OK)
+        return rc;
     rc = TB_ERR_INVALID;
     /* exactly 40 characters, optionally followed by "\n" or "\r\n" */
     if (!(n == 40 || (n == 41 && buf[40] == '\n')
@@ -600,8 +572,8 @@ tb_err_t tb_pki_read_z85(const char *path, int is_secret, char out[41], char *er
     memcpy(out, buf, 41);
     rc = TB_OK;
 done:
-    OPENSSL_cleanse(buf, sizeof buf);
+    OPENSSL_cleanse(buf, n);
+    free(buf);
     OPENSSL_cleanse(raw, sizeof raw);
-    close(fd);
     return rc;
 }
