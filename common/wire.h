@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <tongban/tongban.h>
 
 #include "crypto.h"
@@ -140,7 +141,16 @@ const char *tb_nack_reason_name(Tongban__NackReason r);
  * may succeed (storage, overload, out of order). */
 int tb_nack_is_permanent(Tongban__NackReason r);
 
-/* Monotonic milliseconds. */
+/* Monotonic milliseconds: for intervals and deadlines. */
 uint64_t tb_now_ms(void);
+
+/* Wall-clock (CLOCK_REALTIME) milliseconds since the Unix epoch: for
+ * timestamps that are stored or shown. Steps with the system clock. */
+static inline int64_t tb_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #endif

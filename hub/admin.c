@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <zmq.h>
 
 #include "adminsock.h"
@@ -30,16 +29,9 @@ tb_err_t hub_admin_bind(hub_t *self, char *err, size_t errlen)
                          errlen);
 }
 
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 void hub_status_write(hub_t *self, jsonw_t *w, int with_history)
 {
-    int64_t now = wall_ms();
+    int64_t now = tb_wall_ms();
     char why[160];
     size_t online = 0, revoked = 0, registered = 0;
     double rate_in = 0, rate_out = 0;
@@ -192,7 +184,7 @@ static char *status_text(hub_t *self)
 {
     jsonw_t w;
     jsonw_init(&w);
-    int64_t now = wall_ms();
+    int64_t now = tb_wall_ms();
     jsonw_raw(&w, "hub %s  version %s  up %llus  %s %llu bytes in %zu segments, last hub_seq %llu%s\n",
               self->cfg->id, TB_VERSION_STRING,
               (unsigned long long)((tb_now_ms() - self->started_ms) / 1000), self->pg ? "postgresql" : "journal",

@@ -7,11 +7,11 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "crypto.h"
 #include "hub_internal.h"
 #include "log.h"
+#include "wire.h"
 
 static const char *comp = "hub";
 
@@ -44,13 +44,6 @@ struct hub_console {
     trend_t *nodes;                      /* parallel to hub->peers (which only grows) */
     size_t nnodes;
 };
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* ---- the page ---- */
 
@@ -114,7 +107,7 @@ static void take_sample(hub_t *self, hub_console_t *c, uint64_t now)
     if (c->last_sample_ms) {
         double secs = (double)(now - c->last_sample_ms) / 1000.0;
         sample_t *s = &c->hist[c->head];
-        s->t_ms = wall_ms();
+        s->t_ms = tb_wall_ms();
         s->records_in = (double)(self->stats.records_in - c->m_records_in) / secs;
         s->batches_in = (double)(self->stats.batches_in - c->m_batches_in) / secs;
         s->batches_out = (double)(self->stats.batches_out - c->m_batches_out) / secs;
@@ -144,7 +137,7 @@ void hub_console_tick(hub_t *self, uint64_t now_ms)
         trend_t *t = &c->nodes[i];
         if (self->peers[i].rejected != t->rejected_mark) {
             t->rejected_mark = self->peers[i].rejected;
-            t->last_reject_ms = wall ? wall : (wall = wall_ms());
+            t->last_reject_ms = wall ? wall : (wall = tb_wall_ms());
         }
     }
     if (!c->last_sample_ms || now_ms - c->last_sample_ms >= SAMPLE_EVERY_MS) take_sample(self, c, now_ms);

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "pgstore.h"
+#include "wire.h"
 
 #define BACKOFF_MAX_MS 4000
 #define INSTANCES_EVERY_MS 1000
@@ -33,13 +34,6 @@ struct hub_ha {
     size_t ninst;
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 hub_ha_t *hub_ha_new(const char *conninfo, long lock_key, const char *hub_id, const char *endpoint,
                      long timeout_ms, long check_ms)
 {
@@ -56,7 +50,7 @@ hub_ha_t *hub_ha_new(const char *conninfo, long lock_key, const char *hub_id, co
     snprintf(self->app, sizeof self->app, "tongban-hub:%s:lock", hub_id);
     self->timeout_ms = timeout_ms;
     self->check_ms = check_ms;
-    self->since_ms = wall_ms();
+    self->since_ms = tb_wall_ms();
     return self;
 }
 
@@ -82,7 +76,7 @@ void hub_ha_destroy(hub_ha_t **selfp)
 static void set_role(hub_ha_t *self, int active)
 {
     self->active = active;
-    self->since_ms = wall_ms();
+    self->since_ms = tb_wall_ms();
 }
 
 /* Upserts this hub's row, then reads every row. Returns 0 or -1 (err). */

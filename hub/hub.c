@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <zmq.h>
 
 #include "crypto.h"
@@ -33,14 +32,6 @@
 #define STATS_EVERY_MS 30000
 
 static const char *comp = "hub";
-
-/* hub_internal.h */
-int64_t hub_wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static peer_t *peer_by_id(hub_t *self, const char *id)
 {
@@ -298,7 +289,7 @@ tb_err_t hub_new(const tb_hub_config_t *cfg, const char *cfg_path, hub_t **out, 
     self->cfg = (tb_hub_config_t *)cfg;
     self->cfg_path = cfg_path;
     self->started_ms = tb_now_ms();
-    self->started_wall_ms = self->role_since_wall_ms = hub_wall_ms();
+    self->started_wall_ms = self->role_since_wall_ms = tb_wall_ms();
     self->pg = strcmp(cfg->store, "postgresql") == 0;
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
@@ -534,7 +525,7 @@ static void on_router(hub_t *self, uint64_t now)
         goto done;
     }
     p->last_seen_ms = now;
-    p->last_seen_wall_ms = hub_wall_ms();
+    p->last_seen_wall_ms = tb_wall_ms();
     if (!p->online || p->rid_len != zmq_msg_size(&rid) ||
         memcmp(p->rid, zmq_msg_data(&rid), p->rid_len) != 0) {
         p->rid_len = zmq_msg_size(&rid);
@@ -762,11 +753,11 @@ void hub_fence(hub_t *self, const char *reason, const char *detail)
 {
     if (!self->active) return;
     tb_log(TB_LOG_ERROR, comp, "fenced", "hub=%s reason=%s unix_ms=%lld detail=\"%s\" action=standby",
-           self->cfg->id, reason, (long long)hub_wall_ms(), detail ? detail : "");
+           self->cfg->id, reason, (long long)tb_wall_ms(), detail ? detail : "");
     deactivate(self);
     hub_ha_release(self->ha, reason);
     self->fences++;
-    self->role_since_wall_ms = hub_wall_ms();
+    self->role_since_wall_ms = tb_wall_ms();
 }
 
 /* store: postgresql -- the lock: become active when it is ours, fence at
@@ -790,10 +781,10 @@ static void ha_step(hub_t *self, uint64_t now)
             return;
         }
         self->takeovers++;
-        self->role_since_wall_ms = hub_wall_ms();
+        self->role_since_wall_ms = tb_wall_ms();
         self->last_stats_ms = self->last_rate_ms = self->last_gc_ms = self->last_save_ms = now;
         tb_log(TB_LOG_INFO, comp, "active", "hub=%s listen=%s unix_ms=%lld nodes=%zu last_seq=%llu recovery_ms=%llu",
-               self->cfg->id, self->cfg->listen, (long long)hub_wall_ms(), self->npeers,
+               self->cfg->id, self->cfg->listen, (long long)tb_wall_ms(), self->npeers,
                (unsigned long long)hubstore_last_seq(self->store), (unsigned long long)(tb_now_ms() - t0));
     }
 }
@@ -872,7 +863,7 @@ tb_err_t hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t
         if (turn_ms >= TIMER_MS + STALL_LOG_MS) {
             self->stats.loop_stalls++;
             tb_log(TB_LOG_WARN, comp, "loop_stalled", "ms=%llu from_unix_ms=%lld hint=\"slow storage (fsync, PostgreSQL) or no CPU\"",
-                   (unsigned long long)turn_ms, (long long)(hub_wall_ms() - (int64_t)turn_ms));
+                   (unsigned long long)turn_ms, (long long)(tb_wall_ms() - (int64_t)turn_ms));
         }
     }
     if (self->fatal) return TB_ERR_IO;

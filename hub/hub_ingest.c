@@ -247,7 +247,7 @@ void hub_flush(hub_t *self, uint64_t now)
     }
     if (self->pg && !self->first_ack_logged && self->stats.acks_out) {
         self->first_ack_logged = 1;
-        tb_log(TB_LOG_INFO, comp, "first_ack", "unix_ms=%lld ms_since_active=%llu", (long long)hub_wall_ms(),
+        tb_log(TB_LOG_INFO, comp, "first_ack", "unix_ms=%lld ms_since_active=%llu", (long long)tb_wall_ms(),
                (unsigned long long)(tb_now_ms() - self->activated_ms));
     }
     self->nacks = 0;

@@ -120,8 +120,6 @@ static inline int hub_peer_revoked(const peer_t *p)
     return !p->reg || p->reg->revoked_ms != 0;
 }
 
-/* hub.c: wall-clock time, milliseconds since the epoch. */
-int64_t hub_wall_ms(void);
 /* hub.c: sends f to p (DONTWAIT). Returns TB_OK, TB_ERR_UNAVAILABLE when p
  * is offline or unreachable (then marked offline), or the send's error. */
 tb_err_t hub_send_to(hub_t *self, peer_t *p, const Tongban__Frame *f);

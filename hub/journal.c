@@ -33,6 +33,7 @@
 #include "errbuf.h"
 #include "journal.h"
 #include "journal_segment.h"
+#include "wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -86,14 +87,6 @@ struct journal_reader {
 static const uint8_t zero_hash[JSEG_HASH_LEN];
 
 /* ---- small helpers ---- */
-
-/* Returns the wall clock in milliseconds since the epoch. */
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Writes the path of the segment starting at first into buf. Returns buf. */
 static char *seg_path(const journal_t *j, uint64_t first, char *buf, size_t len)
@@ -551,7 +544,7 @@ tb_err_t journal_append(journal_t *self, const char *sender, uint64_t sender_seq
     }
 
     uint64_t seq = self->last_seq + 1;
-    int64_t ms = now_ms();
+    int64_t ms = tb_wall_ms();
     uint8_t *h = self->whead, *b = h + JSEG_FRAME;
     jrec_t rec = { .hub_seq = seq, .accepted_ms = ms, .sender = sender, .sender_seq = sender_seq,
                    .dest = dest, .batch = batch, .batch_len = len };
@@ -851,7 +844,7 @@ tb_err_t journal_gc(journal_t *self, uint64_t min_acked, int64_t retention_ms, s
         tb_seterr(err, errlen, "%s", self->failmsg);
         return TB_ERR_IO;
     }
-    int64_t now = now_ms();
+    int64_t now = tb_wall_ms();
     while (k + 1 < self->nsegs) {
         const jseg_t *s = &self->segs[k];
         if (s->last_seq < s->first_seq || s->last_seq > min_acked || s->last_seq > self->durable_seq ||

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "errbuf.h"
+#include "wire.h"
 
 #define HASH_LEN 32
 #define RECOVER_CHUNK 2000
@@ -61,13 +62,6 @@ static uint64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t be64(const char *p)
@@ -416,7 +410,7 @@ tb_err_t pgstore_append(pgstore_t *self, const char *sender, uint64_t sender_seq
     pend_t *e = &self->pend[self->npend];
     memset(e, 0, sizeof *e);
     e->hub_seq = self->last_seq + 1;
-    e->accepted_ms = wall_ms();
+    e->accepted_ms = tb_wall_ms();
     e->sender_seq = sender_seq;
     e->len = len;
     e->sender = strdup(sender);
@@ -663,7 +657,7 @@ tb_err_t pgstore_gc(pgstore_t *self, uint64_t min_acked, int64_t retention_ms, s
     }
     if (min_acked > self->durable_seq) min_acked = self->durable_seq;
     snprintf(m, sizeof m, "%" PRIu64, min_acked);
-    snprintf(cut, sizeof cut, "%" PRId64, wall_ms() - retention_ms);
+    snprintf(cut, sizeof cut, "%" PRId64, tb_wall_ms() - retention_ms);
     const char *vals[] = { self->epoch_txt, m, cut };
     /* only a prefix: up to the first row (<= min) still within retention */
     PGresult *r = pgstore_run(

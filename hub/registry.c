@@ -6,22 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+#include "wire.h"
 
 static const char *const type_names[] = {
     "", "record_upsert", "record_delete", "licence_issue", "licence_revoke", "case_submit",
     "case_update", "case_rating", "risk_alert", "complaint",
 };
 #define N_TYPES (sizeof type_names / sizeof *type_names)
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* Reads "id unix_ms" lines; unknown ids are ignored (node removed since). */
 static tb_err_t load_revoked(registry_t *self, char *err, size_t errlen)
@@ -244,7 +238,7 @@ tb_err_t registry_revoke(registry_t *self, const char *id, char *err, size_t err
         snprintf(err, errlen, "no node \"%s\" in the registry", id);
         return TB_ERR_NOTFOUND;
     }
-    if (!n->revoked_ms) n->revoked_ms = wall_ms();
+    if (!n->revoked_ms) n->revoked_ms = tb_wall_ms();
     char tmp[TB_PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", self->revoked_path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
