@@ -36,22 +36,24 @@ int tb_config_valid_dest(const char *s)
     return tb_config_valid_id(s);
 }
 
-/* A route's catalog: a catalog name (same syntax as an id) or "*". */
-int tb_config_valid_catalog(const char *s)
+/* A topic publisher: a node id or "*". */
+int tb_config_valid_id_or_star(const char *s)
 {
     return s && (strcmp(s, "*") == 0 || tb_config_valid_id(s));
+}
+
+/* A route's catalog: a catalog name (same syntax as an id) or "*". The same
+ * acceptance set as tb_config_valid_id_or_star; a separate name so the schema
+ * table and the callers say what they check. */
+int tb_config_valid_catalog(const char *s)
+{
+    return tb_config_valid_id_or_star(s);
 }
 
 /* A destination an ACL may name: a node id, topic:<name>, or "*". */
 int tb_config_valid_acl_dest(const char *s)
 {
     return s && (strcmp(s, "*") == 0 || tb_config_valid_dest(s));
-}
-
-/* A topic publisher: a node id or "*". */
-int tb_config_valid_id_or_star(const char *s)
-{
-    return s && (strcmp(s, "*") == 0 || tb_config_valid_id(s));
 }
 
 /* 40 characters of the Z85 alphabet whose 5-character groups each fit in 32

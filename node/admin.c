@@ -307,7 +307,7 @@ void node_admin_handle(node_t *self, uint64_t now)
             snprintf(out, sizeof out, "%lld", (long long)rows);
         else snprintf(out, sizeof out, "error: %s", err);
     } else if (sscanf(req, "resync %65s %65s", cat, from) == 2) {
-        if (!(strcmp(cat, "*") == 0 || tb_config_valid_id(cat)) || !tb_config_valid_id(from)) {
+        if (!tb_config_valid_catalog(cat) || !tb_config_valid_id(from)) {
             snprintf(out, sizeof out, "error: expected resync CATALOG NODE");
         } else if (!self->welcomed) {
             snprintf(out, sizeof out, "error: not connected to the hub");

@@ -818,7 +818,7 @@ static void on_query(node_t *self, const Tongban__Query *q)
     size_t n = q->body.len < sizeof body - 1 ? q->body.len : sizeof body - 1;
     memcpy(body, q->body.data, n);
     body[n] = '\0';
-    if (!(strcmp(body, "*") == 0 || tb_config_valid_id(body)) || !tb_config_valid_id(from)) {
+    if (!tb_config_valid_catalog(body) || !tb_config_valid_id(from)) {
         send_reply(self, q, TONGBAN__REPLY_STATUS__REPLY_ERROR, "bad catalog name");
         return;
     }

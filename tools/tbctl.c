@@ -359,8 +359,7 @@ static int cmd_node(int argc, char **argv)
         snprintf(req, sizeof req, "%s %lld", sub, id);
         rc = admin_call(admin, req);
     } else if (strcmp(sub, "resync") == 0 && !arg) {
-        if (!catalog || !from || !(strcmp(catalog, "*") == 0 || tb_config_valid_id(catalog)) ||
-            !tb_config_valid_id(from)) {
+        if (!tb_config_valid_catalog(catalog) || !tb_config_valid_id(from)) {
             fprintf(stderr, "tbctl node resync: --catalog NAME|* and --from NODE are required\n");
             goto done;
         }
